@@ -1,0 +1,588 @@
+//! What each admin request does: checks its values, calls the store and the
+//! release rules, and shapes the answer. The socket loop in
+//! [`super::server`] only moves lines.
+
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::protocol::{
+    self, ContractSummary, ImportReport, Pong, ReleasePreview, Request, Response, StateChangeView,
+    code,
+};
+use crate::clock::Clock;
+use crate::import;
+use crate::model::{self, Actor, ReplyAttribute};
+use crate::policy::{self, ContractFacts, ContractState, Refusal};
+use crate::store::{NewContract, NewLogin, ReleaseRequest, Store, StoreError};
+
+/// Audit entries shown in the contract summary.
+const SUMMARY_AUDIT_ENTRIES: u32 = 10;
+
+/// Serves admin requests against one store.
+pub struct Admin {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    timezone: Tz,
+    /// One import at a time, daemon-wide: an import holds its whole file in
+    /// memory and writes in one transaction.
+    import_slot: Arc<Semaphore>,
+}
+
+/// What a connection carries from one request to the next.
+#[derive(Default)]
+pub struct Session {
+    import: Option<ImportBuffer>,
+}
+
+struct ImportBuffer {
+    text: String,
+    operator: Option<String>,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// A request that cannot be served as sent.
+struct Invalid(Box<Response>);
+
+impl From<model::InvalidValue> for Invalid {
+    fn from(e: model::InvalidValue) -> Invalid {
+        Invalid(Box::new(Response::refusal(
+            code::INVALID_VALUE,
+            e.to_string(),
+        )))
+    }
+}
+
+impl Admin {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, timezone: Tz) -> Admin {
+        Admin {
+            store,
+            clock,
+            timezone,
+            import_slot: Arc::new(Semaphore::new(1)),
+        }
+    }
+
+    /// Serves one request from a peer with the given uid.
+    pub async fn handle(
+        &self,
+        request: Request,
+        peer_uid: Option<u32>,
+        session: &mut Session,
+    ) -> Response {
+        let command = request.command();
+        let mutates = mutates(&request);
+        let mut response = match self.dispatch(request, peer_uid, session).await {
+            Ok(response) => response,
+            Err(Invalid(response)) => *response,
+        };
+        response.timezone = Some(self.timezone.name().to_owned());
+        if mutates {
+            tracing::info!(
+                command,
+                uid = peer_uid,
+                ok = response.ok,
+                code = response.code.as_deref(),
+                "admin request"
+            );
+        } else {
+            tracing::debug!(command, uid = peer_uid, ok = response.ok, "admin request");
+        }
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        request: Request,
+        peer_uid: Option<u32>,
+        session: &mut Session,
+    ) -> Result<Response, Invalid> {
+        let actor = |operator: Option<String>| -> Result<Actor, Invalid> {
+            let operator = operator.filter(|o| !o.trim().is_empty());
+            if let Some(o) = &operator {
+                model::check_free_text("operator", o)?;
+            }
+            Ok(Actor {
+                uid: peer_uid,
+                operator,
+            })
+        };
+        let now = self.clock.now();
+        Ok(match request {
+            Request::Ping => Response::success("liberad is running").with_data(&Pong {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                timezone: self.timezone.name().to_owned(),
+            }),
+            Request::ContractAdd {
+                id,
+                name,
+                state,
+                operator,
+            } => {
+                model::check_contract_id(&id)?;
+                model::check_name(&name)?;
+                let actor = actor(operator)?;
+                let contract = NewContract {
+                    id,
+                    name,
+                    state: state.unwrap_or(ContractState::Active),
+                };
+                match self.store.add_contract(contract, &actor, now).await {
+                    Ok(c) => Response::success(format!("contract {} added as {}", c.id, c.state))
+                        .with_data(&c),
+                    Err(e) => self.store_error(e, ""),
+                }
+            }
+            Request::ContractState {
+                id,
+                state,
+                reason,
+                operator,
+            } => {
+                model::check_contract_id(&id)?;
+                model::check_free_text("reason", &reason)?;
+                let actor = actor(operator)?;
+                match self
+                    .store
+                    .set_contract_state(&id, state, &reason, &actor, now)
+                    .await
+                {
+                    Ok(change) => {
+                        let mut message = if change.previous == state {
+                            format!("contract {id} is already {state}")
+                        } else {
+                            format!("contract {id} is now {state} (was {})", change.previous)
+                        };
+                        if let Some(r) = &change.ended_release {
+                            message.push_str(&format!(
+                                "; its temporary release {} ended ({})",
+                                r.id,
+                                r.end_reason.map(|e| e.as_str()).unwrap_or("ended")
+                            ));
+                        }
+                        Response::success(message).with_data(&StateChangeView {
+                            contract: change.contract,
+                            previous: change.previous,
+                            ended_release: change.ended_release,
+                        })
+                    }
+                    Err(e) => self.store_error(e, &id),
+                }
+            }
+            Request::ContractShow { id } => {
+                model::check_contract_id(&id)?;
+                self.contract_summary(&id).await
+            }
+            Request::ContractList { state } => match self.store.contracts(state).await {
+                Ok(list) => Response::success(format!("{} contracts", list.len())).with_data(&list),
+                Err(e) => self.store_error(e, ""),
+            },
+            Request::LoginAdd {
+                username,
+                contract,
+                password,
+                attributes,
+                operator,
+            } => {
+                model::check_username(&username)?;
+                model::check_contract_id(&contract)?;
+                model::check_password(&password)?;
+                let reply = attributes
+                    .iter()
+                    .map(|a| a.parse::<ReplyAttribute>())
+                    .collect::<Result<Vec<_>, _>>()?;
+                model::check_reply(&reply)?;
+                let actor = actor(operator)?;
+                let login = NewLogin {
+                    username,
+                    contract_id: contract,
+                    password,
+                    reply,
+                };
+                match self.store.add_login(login, &actor, now).await {
+                    Ok(l) => Response::success(format!(
+                        "login {} added to contract {}",
+                        l.username, l.contract_id
+                    ))
+                    .with_data(&l),
+                    Err(e) => self.store_error(e, ""),
+                }
+            }
+            Request::LoginRemove { username, operator } => {
+                model::check_username(&username)?;
+                let actor = actor(operator)?;
+                match self.store.remove_login(&username, &actor, now).await {
+                    Ok(l) => Response::success(format!(
+                        "login {} removed from contract {}",
+                        l.username, l.contract_id
+                    ))
+                    .with_data(&l),
+                    Err(e) => self.store_error(e, ""),
+                }
+            }
+            Request::LoginShow { username } => {
+                model::check_username(&username)?;
+                match self.store.login(&username).await {
+                    Ok(Some(l)) => Response::success(format!(
+                        "login {} of contract {}",
+                        l.username, l.contract_id
+                    ))
+                    .with_data(&l),
+                    Ok(None) => self.store_error(StoreError::LoginNotFound(username), ""),
+                    Err(e) => self.store_error(e, ""),
+                }
+            }
+            Request::Release {
+                contract,
+                reason,
+                operator,
+                dry_run,
+            } => {
+                model::check_contract_id(&contract)?;
+                model::check_free_text("reason", &reason)?;
+                let request = ReleaseRequest {
+                    actor: actor(operator)?,
+                    contract_id: contract,
+                    reason,
+                    now,
+                    timezone: self.timezone,
+                };
+                self.release(&request, dry_run).await
+            }
+            Request::Revoke {
+                contract,
+                reason,
+                operator,
+            } => {
+                model::check_contract_id(&contract)?;
+                model::check_free_text("reason", &reason)?;
+                let actor = actor(operator)?;
+                match self.store.revoke(&contract, &reason, &actor, now).await {
+                    Ok(r) => Response::success(format!(
+                        "temporary release of contract {contract} revoked at {}",
+                        policy::format_local(now, self.timezone)
+                    ))
+                    .with_data(&r),
+                    Err(e) => self.store_error(e, &contract),
+                }
+            }
+            Request::Releases { contract, limit } => {
+                if let Some(id) = &contract {
+                    model::check_contract_id(id)?;
+                }
+                match self.store.releases(contract.as_deref(), clamp(limit)).await {
+                    Ok(list) => {
+                        Response::success(format!("{} releases", list.len())).with_data(&list)
+                    }
+                    Err(e) => self.store_error(e, ""),
+                }
+            }
+            Request::Audit { limit } => match self.store.audit(clamp(limit)).await {
+                Ok(list) => {
+                    Response::success(format!("{} audit entries", list.len())).with_data(&list)
+                }
+                Err(e) => self.store_error(e, ""),
+            },
+            Request::ParamsShow => match self.store.parameters().await {
+                Ok(p) => Response::success(describe_parameters(&p)).with_data(&p),
+                Err(e) => self.store_error(e, ""),
+            },
+            Request::ParamsSet {
+                name,
+                value,
+                operator,
+            } => {
+                let actor = actor(operator)?;
+                let value = value.to_text();
+                model::check_free_text("value", &value)?;
+                if !policy::PARAMETER_NAMES.contains(&name.as_str()) {
+                    return Err(Invalid(Box::new(Response::refusal(
+                        code::INVALID_VALUE,
+                        policy::ParameterError::UnknownName(name).to_string(),
+                    ))));
+                }
+                match self.store.set_parameter(&name, &value, &actor, now).await {
+                    Ok(p) => Response::success(format!("{name} set; {}", describe_parameters(&p)))
+                        .with_data(&p),
+                    Err(e) => self.store_error(e, ""),
+                }
+            }
+            Request::ImportBegin { operator } => {
+                let operator = actor(operator)?.operator;
+                self.import_begin(session, operator)
+            }
+            Request::ImportChunk { data } => import_chunk(session, &data),
+            Request::ImportCommit { skip_invalid } => {
+                self.import_commit(session, peer_uid, skip_invalid).await
+            }
+            Request::ImportAbort => {
+                let had = session.import.take().is_some();
+                Response::success(if had {
+                    "import dropped"
+                } else {
+                    "no import was in progress"
+                })
+            }
+        })
+    }
+
+    async fn contract_summary(&self, id: &str) -> Response {
+        let record = match self.store.contract_record(id, SUMMARY_AUDIT_ENTRIES).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return self.store_error(StoreError::ContractNotFound(id.to_owned()), id),
+            Err(e) => return self.store_error(e, id),
+        };
+        let now = self.clock.now();
+        let tz = self.timezone;
+        let releases = &record.recent_releases;
+        let running_release = releases.iter().find(|r| r.is_running(now)).cloned();
+        let last_release = releases.iter().find(|r| !r.is_running(now)).cloned();
+        let facts = ContractFacts {
+            state: record.contract.state,
+            open_release_ends_at: releases
+                .iter()
+                .find(|r| r.ended_at.is_none())
+                .map(|r| r.ends_at),
+            last_release_started_at: releases.first().map(|r| r.started_at),
+        };
+        let next_allowed = policy::next_allowed_date(&record.parameters, &facts, now, tz);
+        let profile = policy::effective_profile(record.contract.state, running_release.is_some());
+        let mut message = format!("contract {id}: {}", record.contract.state);
+        if let Some(r) = &running_release {
+            message.push_str(&format!(
+                ", released until {}",
+                policy::format_local(r.ends_at, tz)
+            ));
+        }
+        Response::success(message).with_data(&ContractSummary {
+            contract: record.contract,
+            profile,
+            running_release,
+            last_release,
+            next_allowed,
+            release_enabled: record.parameters.enabled,
+            logins: record.logins,
+            audit: record.audit,
+        })
+    }
+
+    async fn release(&self, request: &ReleaseRequest, dry_run: bool) -> Response {
+        let id = &request.contract_id;
+        let tz = self.timezone;
+        if dry_run {
+            return match self.store.preview_release(request).await {
+                Ok(grant) => Response::success(format!(
+                    "contract {id} may be released now; the release would end {}",
+                    policy::format_local(grant.ends_at, tz)
+                ))
+                .with_data(&ReleasePreview {
+                    contract: id.clone(),
+                    starts_at: grant.starts_at,
+                    ends_at: grant.ends_at,
+                }),
+                Err(e) => self.store_error(e, id),
+            };
+        }
+        match self.store.release(request).await {
+            Ok(release) => Response::success(format!(
+                "contract {id} released until {}",
+                policy::format_local(release.ends_at, tz)
+            ))
+            .with_data(&release),
+            Err(e) => self.store_error(e, id),
+        }
+    }
+
+    fn import_begin(&self, session: &mut Session, operator: Option<String>) -> Response {
+        if session.import.is_some() {
+            return Response::refusal(
+                code::INVALID_REQUEST,
+                "an import is already in progress on this connection",
+            );
+        }
+        let Ok(slot) = Arc::clone(&self.import_slot).try_acquire_owned() else {
+            return Response::refusal(
+                code::BUSY,
+                "another import is in progress; try again when it has finished",
+            );
+        };
+        session.import = Some(ImportBuffer {
+            text: String::new(),
+            operator,
+            _slot: slot,
+        });
+        Response::success("import started; send the file")
+    }
+
+    async fn import_commit(
+        &self,
+        session: &mut Session,
+        peer_uid: Option<u32>,
+        skip_invalid: bool,
+    ) -> Response {
+        let Some(buffer) = session.import.take() else {
+            return Response::refusal(
+                code::NO_IMPORT,
+                "no import is in progress on this connection",
+            );
+        };
+        let ImportBuffer {
+            text,
+            operator,
+            _slot,
+        } = buffer;
+        // Reading a large file is CPU work: keep it off the async threads.
+        let parsed = tokio::task::spawn_blocking(move || import::parse(&text)).await;
+        let plan = match parsed {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(e)) => return Response::refusal(code::INVALID_FILE, e.to_string()),
+            Err(e) => {
+                return Response::refusal(code::INTERNAL, format!("the import failed: {e}"));
+            }
+        };
+        let mut report = ImportReport {
+            applied: false,
+            rows: plan.rows,
+            counts: Default::default(),
+            rejected: plan.rejected.clone(),
+        };
+        if !plan.rejected.is_empty() && !skip_invalid {
+            return Response::refusal(
+                code::REJECTED_ROWS,
+                format!(
+                    "{} of {} rows rejected; nothing was imported (fix them, or import the \
+                     good rows with --skip-invalid)",
+                    plan.rejected.len(),
+                    plan.rows
+                ),
+            )
+            .with_data(&report);
+        }
+        let actor = Actor {
+            uid: peer_uid,
+            operator,
+        };
+        match self.store.import(&plan, &actor, self.clock.now()).await {
+            Ok(counts) => {
+                report.applied = true;
+                report.counts = counts;
+                Response::success(format!(
+                    "imported {} rows: contracts {} created, {} updated; logins {} created, \
+                     {} updated; {} rows rejected",
+                    plan.rows - plan.rejected.len() as u64,
+                    counts.contracts_created,
+                    counts.contracts_updated,
+                    counts.logins_created,
+                    counts.logins_updated,
+                    plan.rejected.len()
+                ))
+                .with_data(&report)
+            }
+            Err(e) => self.store_error(e, ""),
+        }
+    }
+
+    /// The answer to a store error: a refusal with its code, or an
+    /// internal error that is also logged.
+    fn store_error(&self, e: StoreError, contract: &str) -> Response {
+        match e {
+            StoreError::Refused(refusal) => {
+                let mut response =
+                    Response::refusal(refusal.code(), refusal.describe(contract, self.timezone));
+                match refusal {
+                    Refusal::AlreadyReleased { until } => response.ends_at = Some(until),
+                    Refusal::Cooldown { next_allowed } => {
+                        response.next_allowed = Some(next_allowed);
+                    }
+                    _ => {}
+                }
+                response
+            }
+            StoreError::ContractNotFound(id) => Response::refusal(
+                code::NOT_FOUND,
+                Refusal::NotFound.describe(&id, self.timezone),
+            ),
+            StoreError::LoginNotFound(username) => {
+                Response::refusal(code::NOT_FOUND, format!("login {username} is not known"))
+            }
+            StoreError::ContractExists(id) => Response::refusal(
+                code::EXISTS,
+                format!(
+                    "contract {id} already exists; change it with `contract state` or an import"
+                ),
+            ),
+            StoreError::LoginExists(username) => Response::refusal(
+                code::EXISTS,
+                format!("login {username} already exists; remove it first or update it by import"),
+            ),
+            StoreError::NotReleased(id) => Response::refusal(
+                code::NOT_RELEASED,
+                format!("contract {id} has no running temporary release to revoke"),
+            ),
+            StoreError::InvalidParameter(e) => {
+                Response::refusal(code::INVALID_VALUE, e.to_string())
+            }
+            e @ (StoreError::Database(_)
+            | StoreError::Migration(_)
+            | StoreError::Setup(_)
+            | StoreError::Corrupt(_)) => {
+                tracing::error!(error = %e, "admin request failed");
+                Response::refusal(code::INTERNAL, format!("the request was not done: {e}"))
+            }
+        }
+    }
+}
+
+fn import_chunk(session: &mut Session, data: &str) -> Response {
+    let Some(buffer) = session.import.as_mut() else {
+        return Response::refusal(
+            code::NO_IMPORT,
+            "no import is in progress on this connection",
+        );
+    };
+    if buffer.text.len().saturating_add(data.len()) > protocol::MAX_IMPORT_BYTES {
+        session.import = None;
+        return Response::refusal(
+            code::TOO_LARGE,
+            format!(
+                "the import is larger than {} MiB; split the file",
+                protocol::MAX_IMPORT_BYTES / (1024 * 1024)
+            ),
+        );
+    }
+    buffer.text.push_str(data);
+    Response {
+        ok: true,
+        ..Response::default()
+    }
+}
+
+fn clamp(limit: Option<u32>) -> u32 {
+    limit
+        .unwrap_or(protocol::DEFAULT_LIMIT)
+        .min(protocol::MAX_LIMIT)
+}
+
+fn describe_parameters(p: &policy::Parameters) -> String {
+    format!(
+        "temporary release {}, lasts {} day(s), renewable after {} day(s)",
+        if p.enabled { "enabled" } else { "disabled" },
+        p.release_days,
+        p.renew_after_days
+    )
+}
+
+fn mutates(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::ContractAdd { .. }
+            | Request::ContractState { .. }
+            | Request::LoginAdd { .. }
+            | Request::LoginRemove { .. }
+            | Request::Release { dry_run: false, .. }
+            | Request::Revoke { .. }
+            | Request::ParamsSet { .. }
+            | Request::ImportCommit { .. }
+    )
+}

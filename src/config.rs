@@ -1,0 +1,470 @@
+//! The daemon's configuration: a TOML file read with the `config` crate,
+//! every key overridable from the environment (`LIBERAD_DATABASE__URL`
+//! overrides `[database] url`).
+//!
+//! Unknown keys and bad values are refused with a message naming the key and
+//! the file; [`Config::load`] returns only a configuration that is valid as a
+//! whole.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+/// Prefix of the environment variables that override config keys.
+pub const ENV_PREFIX: &str = "LIBERAD";
+/// Environment variable read by `liberactl` for the socket path; not a
+/// config key, so the daemon leaves it alone.
+pub const ENV_SOCKET: &str = "LIBERAD_SOCKET";
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    /// The file (or "the environment") the problem comes from.
+    pub origin: String,
+    pub message: String,
+}
+
+/// The whole configuration of a liberad instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Calendar of the releases: an IANA zone name such as
+    /// `America/Sao_Paulo`. Default: the system's zone.
+    #[serde(default = "system_timezone", deserialize_with = "de_timezone")]
+    pub timezone: Tz,
+    /// Where liberad keeps its state (the SQLite database by default).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH`; default `sqlite://STATE_DIR/liberad.db`.
+    pub url: Option<String>,
+}
+
+/// `[admin]`: the Unix socket `liberactl` talks to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    /// File mode of the socket, octal as a string (`"0660"`).
+    #[serde(default = "default_socket_mode", deserialize_with = "de_mode")]
+    pub socket_mode: u32,
+    /// Connections served at once; more are answered `busy` and closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection silent for this long is closed.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            socket: default_socket(),
+            socket_mode: default_socket_mode(),
+            max_connections: default_max_connections(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+        }
+    }
+}
+
+impl AdminConfig {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `liberad=debug,sqlx=warn`, ...
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default, deserialize_with = "de_log_format")]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/liberad")
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/liberad/liberad.sock")
+}
+
+fn default_socket_mode() -> u32 {
+    0o660
+}
+
+fn default_max_connections() -> usize {
+    16
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    300
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+/// The system's time zone, or UTC when it cannot be told.
+fn system_timezone() -> Tz {
+    iana_time_zone::get_timezone()
+        .ok()
+        .and_then(|name| name.parse().ok())
+        .unwrap_or(Tz::UTC)
+}
+
+fn de_timezone<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse::<Tz>().map_err(|_| {
+        de::Error::custom(format!(
+            "unknown time zone {name:?} (expected an IANA name such as America/Sao_Paulo)"
+        ))
+    })
+}
+
+fn de_log_format<'de, D: Deserializer<'de>>(d: D) -> Result<LogFormat, D::Error> {
+    let name = String::deserialize(d)?;
+    match name.as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(de::Error::custom(format!(
+            "{name:?} is not a log format (expected text or json)"
+        ))),
+    }
+}
+
+/// A file mode: a string of octal digits (`"0660"`), or a TOML integer such
+/// as `0o660`.
+fn de_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    struct ModeVisitor;
+    impl de::Visitor<'_> for ModeVisitor {
+        type Value = u32;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an octal file mode such as \"0660\"")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<u32, E> {
+            u32::from_str_radix(s.trim(), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| {
+                    E::custom(format!("{s:?} is not an octal file mode such as \"0660\""))
+                })
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<u32, E> {
+            u32::try_from(n)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| E::custom(format!("{n} is not a file mode (write it as \"0660\")")))
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<u32, E> {
+            self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
+        }
+    }
+    d.deserialize_any(ModeVisitor)
+}
+
+impl Config {
+    /// Reads the TOML file at `path`, applies `LIBERAD_…` overrides from the
+    /// process environment, and validates the result.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, std::env::vars())
+    }
+
+    /// [`Config::load`] with an explicit environment, for tests.
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let file_error = |message: String| ConfigError {
+            origin: origin.clone(),
+            message,
+        };
+        // Read the file ourselves so that a missing or unreadable file is
+        // reported as such, not as a parse error.
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| file_error(format!("cannot read the configuration file: {e}")))?;
+        let overrides: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| {
+                k.to_ascii_uppercase()
+                    .starts_with(&format!("{ENV_PREFIX}_"))
+                    && !k.eq_ignore_ascii_case(ENV_SOCKET)
+            })
+            .collect();
+        let from_env: Vec<String> = overrides.keys().cloned().collect();
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("_")
+                    .separator("__")
+                    .source(Some(overrides)),
+            )
+            .build()
+            .map_err(|e| file_error(describe_error(&e)))?;
+        let config: Config = built.try_deserialize().map_err(|e| {
+            let mut message = describe_error(&e);
+            if !from_env.is_empty() {
+                message.push_str(&format!(
+                    " (environment overrides in effect: {})",
+                    from_env.join(", ")
+                ));
+            }
+            file_error(message)
+        })?;
+        config.validate().map_err(file_error)?;
+        Ok(config)
+    }
+
+    /// Checks that need more than one value's type.
+    fn validate(&self) -> Result<(), String> {
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| format!("log.level: {:?} is not a log filter: {e}", self.log.level))?;
+        if self.admin.socket.as_os_str().is_empty() {
+            return Err("admin.socket: the socket path is empty".to_owned());
+        }
+        if self.admin.max_connections == 0 {
+            return Err("admin.max_connections: must be at least 1".to_owned());
+        }
+        if self.admin.idle_timeout_secs == 0 {
+            return Err("admin.idle_timeout_secs: must be at least 1".to_owned());
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return Err("state_dir: the directory is empty".to_owned());
+        }
+        DatabaseUrl::parse(&self.database_url())?;
+        Ok(())
+    }
+
+    /// The database URL, the default derived from `state_dir`.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.state_dir.join("liberad.db").display()),
+        }
+    }
+}
+
+/// The database a URL points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() || path == ":memory:" {
+                return Err(format!(
+                    "database.url: {url:?} names no file (write sqlite://PATH)"
+                ));
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(format!(
+                "database.url: PostgreSQL is not supported by this version of liberad yet; \
+                 use sqlite://PATH (got {})",
+                redact_url(url)
+            ));
+        }
+        Err(format!(
+            "database.url: {} is not a database URL (expected sqlite://PATH)",
+            redact_url(url)
+        ))
+    }
+}
+
+/// A URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://…@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => format!("{url:?}"),
+    }
+}
+
+/// Turns the `config` crate's errors into one line that names the key.
+fn describe_error(e: &config::ConfigError) -> String {
+    match e {
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            key,
+            ..
+        } => match key {
+            Some(key) => format!("{key}: expected {expected}, found {unexpected}"),
+            None => format!("expected {expected}, found {unexpected}"),
+        },
+        config::ConfigError::At { error, key, .. } => match key {
+            Some(key) => format!("{key}: {}", describe_error(error)),
+            None => describe_error(error),
+        },
+        config::ConfigError::FileParse { cause, .. } => format!("not valid TOML: {cause}"),
+        config::ConfigError::Message(m) => m.replacen("unknown field", "unknown key", 1),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("liberad.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load_with_env(
+            &path,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.admin.socket, PathBuf::from("/run/liberad/liberad.sock"));
+        assert_eq!(c.admin.socket_mode, 0o660);
+        assert_eq!(c.database_url(), "sqlite:///var/lib/liberad/liberad.db");
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = load(
+            r#"
+            timezone = "America/Sao_Paulo"
+            state_dir = "state"
+            [admin]
+            socket = "state/liberad.sock"
+            socket_mode = "0600"
+            [log]
+            level = "debug"
+            format = "json"
+            "#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.timezone, chrono_tz::America::Sao_Paulo);
+        assert_eq!(c.admin.socket_mode, 0o600);
+        assert_eq!(c.database_url(), "sqlite://state/liberad.db");
+        assert_eq!(c.log.format, LogFormat::Json);
+        let c = load("[admin]\nsocket_mode = 0o640\n", &[]).unwrap();
+        assert_eq!(c.admin.socket_mode, 0o640);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = load(
+            "[database]\nurl = \"sqlite://a.db\"\n",
+            &[
+                ("LIBERAD_DATABASE__URL", "sqlite://b.db"),
+                ("LIBERAD_ADMIN__SOCKET_MODE", "0600"),
+                ("LIBERAD_TIMEZONE", "America/Manaus"),
+                ("LIBERAD_ADMIN__MAX_CONNECTIONS", "4"),
+                ("LIBERAD_SOCKET", "/tmp/ignored.sock"),
+                ("OTHER_DATABASE__URL", "sqlite://c.db"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.database_url(), "sqlite://b.db");
+        assert_eq!(c.admin.socket_mode, 0o600);
+        assert_eq!(c.admin.max_connections, 4);
+        assert_eq!(c.timezone, chrono_tz::America::Manaus);
+    }
+
+    fn error_of(text: &str) -> String {
+        load(text, &[]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name_and_file() {
+        let e = error_of("databse = 1\n");
+        assert!(e.contains("liberad.toml"), "{e}");
+        assert!(e.contains("databse"), "{e}");
+        let e = error_of("[admin]\nsockt = \"x\"\n");
+        assert!(e.contains("sockt"), "{e}");
+        let e = error_of("[nonsense]\n");
+        assert!(e.contains("nonsense"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_key() {
+        for (text, key) in [
+            ("timezone = \"Mars/Olympus\"\n", "timezone"),
+            ("[admin]\nsocket_mode = \"0999\"\n", "socket_mode"),
+            ("[admin]\nsocket_mode = \"rw-rw----\"\n", "socket_mode"),
+            ("[admin]\nmax_connections = \"many\"\n", "max_connections"),
+            ("[admin]\nmax_connections = 0\n", "max_connections"),
+            ("[log]\nformat = \"xml\"\n", "format"),
+            ("[log]\nlevel = \"liberad=loud\"\n", "log.level"),
+            ("[database]\nurl = \"mysql://x\"\n", "database.url"),
+            (
+                "[database]\nurl = \"postgres://u:secret@h/db\"\n",
+                "database.url",
+            ),
+        ] {
+            let e = error_of(text);
+            assert!(e.contains(key), "{text:?} gave {e}");
+            assert!(e.contains("liberad.toml"), "{text:?} gave {e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
+        let e = error_of("timezone = \n");
+        assert!(e.contains("TOML"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_file_says_so() {
+        let e = Config::load_with_env(Path::new("/nonexistent/liberad.toml"), []).unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
+        assert!(e.to_string().contains("/nonexistent/liberad.toml"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/liberad.toml");
+        let c = Config::load_with_env(&path, []).unwrap();
+        assert_eq!(c.timezone, chrono_tz::America::Sao_Paulo);
+    }
+}

@@ -1,0 +1,282 @@
+//! How `liberactl` shows responses: the daemon's JSON with `--json`,
+//! otherwise text and aligned tables, times in the daemon's time zone.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::de::DeserializeOwned;
+
+use super::{Command, ContractCommand, LoginCommand, ParamsCommand};
+use crate::admin::protocol::{ContractSummary, ImportReport, ParamsView, Response, code};
+use crate::import::RejectedRow;
+use crate::model::{AuditEntry, Contract, Login, Release};
+
+pub struct View<'a> {
+    pub json: bool,
+    pub command: &'a Command,
+}
+
+impl View<'_> {
+    pub fn print(&self, response: &Response) {
+        if self.json {
+            match serde_json::to_string(response) {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("liberactl: cannot print the response: {e}"),
+            }
+            return;
+        }
+        let tz = response
+            .timezone
+            .as_deref()
+            .and_then(|name| name.parse::<Tz>().ok())
+            .unwrap_or(Tz::UTC);
+        let message = response.message.as_deref().unwrap_or("");
+        if !response.ok {
+            eprintln!("liberactl: {message}");
+            if response.code.as_deref() == Some(code::REJECTED_ROWS)
+                && let Some(report) = data::<ImportReport>(response)
+            {
+                eprint!("{}", rejected_rows(&report.rejected));
+            }
+            return;
+        }
+        let text = match self.command {
+            Command::Contract(ContractCommand::Show { .. }) => {
+                data::<ContractSummary>(response).map(|s| summary(&s, tz))
+            }
+            Command::Contract(ContractCommand::List { .. }) => {
+                data::<Vec<Contract>>(response).map(|list| contracts(&list, tz))
+            }
+            Command::Login(LoginCommand::Show { .. }) => {
+                data::<Login>(response).map(|l| login(&l, tz))
+            }
+            Command::Releases { .. } => {
+                data::<Vec<Release>>(response).map(|list| releases(&list, tz))
+            }
+            Command::Audit { .. } => data::<Vec<AuditEntry>>(response).map(|list| audit(&list, tz)),
+            Command::Params(ParamsCommand::Show | ParamsCommand::Set { .. }) => {
+                data::<ParamsView>(response).map(|p| {
+                    table(
+                        &["PARAMETER", "VALUE"],
+                        vec![
+                            vec!["enabled".into(), p.enabled.to_string()],
+                            vec!["release_days".into(), p.release_days.to_string()],
+                            vec!["renew_after_days".into(), p.renew_after_days.to_string()],
+                        ],
+                    )
+                })
+            }
+            Command::Import { .. } => data::<ImportReport>(response)
+                .map(|r| format!("{message}\n{}", rejected_rows(&r.rejected))),
+            _ => None,
+        };
+        match text {
+            Some(text) => print!("{text}"),
+            None => println!("{message}"),
+        }
+    }
+}
+
+fn data<T: DeserializeOwned>(response: &Response) -> Option<T> {
+    serde_json::from_value(response.data.clone()?).ok()
+}
+
+fn time(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+}
+
+fn summary(s: &ContractSummary, tz: Tz) -> String {
+    let c = &s.contract;
+    let mut rows: Vec<(String, String)> = vec![
+        ("contract".into(), format!("{}  {}", c.id, c.name)),
+        (
+            "state".into(),
+            format!("{} since {}", c.state, time(c.state_changed_at, tz)),
+        ),
+        (
+            "profile".into(),
+            s.profile
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "rejected (cancelled)".into()),
+        ),
+    ];
+    let running = match &s.running_release {
+        Some(r) => format!(
+            "running until {} (#{} started {} by {}{})",
+            time(r.ends_at, tz),
+            r.id,
+            time(r.started_at, tz),
+            r.operator,
+            reason_suffix(&r.reason)
+        ),
+        None => "none running".into(),
+    };
+    rows.push(("release".into(), running));
+    let last = match &s.last_release {
+        Some(r) => format!(
+            "#{} {} -> {}, {}",
+            r.id,
+            time(r.started_at, tz),
+            time(r.ended_at.unwrap_or(r.ends_at), tz),
+            release_status(r, None)
+        ),
+        None => "never released".into(),
+    };
+    rows.push(("last release".into(), last));
+    let next = if s.release_enabled {
+        s.next_allowed.to_string()
+    } else {
+        format!("{} (temporary release is disabled)", s.next_allowed)
+    };
+    rows.push(("next allowed".into(), next));
+    let logins = if s.logins.is_empty() {
+        "none".into()
+    } else {
+        s.logins
+            .iter()
+            .map(|l| l.username.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    rows.push(("logins".into(), logins));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in rows {
+        out.push_str(&format!("{key:width$}  {value}\n"));
+    }
+    out.push_str(&format!("(times in {})\n", tz.name()));
+    if !s.audit.is_empty() {
+        out.push_str("\nrecent audit:\n");
+        out.push_str(&audit(&s.audit, tz));
+    }
+    out
+}
+
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    }
+}
+
+/// `running`, or how it ended (`expired`, `revoked by ana`, ...).
+fn release_status(r: &Release, now: Option<DateTime<Utc>>) -> String {
+    let now = now.unwrap_or_else(Utc::now);
+    match r.ending(now) {
+        None => "running".into(),
+        Some((reason, _)) => match &r.ended_by {
+            Some(by) => format!("{reason} by {by}"),
+            None => reason.to_string(),
+        },
+    }
+}
+
+fn contracts(list: &[Contract], tz: Tz) -> String {
+    table(
+        &["CONTRACT", "STATE", "SINCE", "NAME"],
+        list.iter()
+            .map(|c| {
+                vec![
+                    c.id.clone(),
+                    c.state.to_string(),
+                    time(c.state_changed_at, tz),
+                    c.name.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn login(l: &Login, tz: Tz) -> String {
+    let mut out = format!(
+        "login     {}\ncontract  {}\nupdated   {}\n",
+        l.username,
+        l.contract_id,
+        time(l.updated_at, tz)
+    );
+    if l.reply.is_empty() {
+        out.push_str("reply     (none)\n");
+    }
+    for (i, attribute) in l.reply.iter().enumerate() {
+        let key = if i == 0 { "reply" } else { "" };
+        out.push_str(&format!("{key:8}  {attribute}\n"));
+    }
+    out
+}
+
+fn releases(list: &[Release], tz: Tz) -> String {
+    table(
+        &[
+            "ID", "CONTRACT", "STARTED", "ENDS", "STATUS", "OPERATOR", "REASON",
+        ],
+        list.iter()
+            .map(|r| {
+                vec![
+                    r.id.to_string(),
+                    r.contract_id.clone(),
+                    time(r.started_at, tz),
+                    time(r.ended_at.unwrap_or(r.ends_at), tz),
+                    release_status(r, None),
+                    r.operator.clone(),
+                    r.reason.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn audit(list: &[AuditEntry], tz: Tz) -> String {
+    table(
+        &["AT", "WHO", "ACTION", "CONTRACT", "OUTCOME", "DETAIL"],
+        list.iter()
+            .map(|a| {
+                let who = match (&a.operator, a.actor_uid) {
+                    (Some(o), Some(uid)) => format!("{o} (uid {uid})"),
+                    (Some(o), None) => o.clone(),
+                    (None, Some(uid)) => format!("uid {uid}"),
+                    (None, None) => "-".into(),
+                };
+                vec![
+                    time(a.at, tz),
+                    who,
+                    a.action.clone(),
+                    a.contract_id.clone().unwrap_or_else(|| "-".into()),
+                    a.outcome.clone(),
+                    a.detail.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn rejected_rows(rows: &[RejectedRow]) -> String {
+    rows.iter()
+        .map(|r| format!("  line {}: {}\n", r.line, r.reason))
+        .collect()
+}
+
+/// Columns aligned on the widest cell; the last column is not padded.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        let last = row.len().saturating_sub(1);
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i < last {
+                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,379 @@
+//! The records liberad keeps (contracts, logins, releases, audit entries) and
+//! the checks every value from outside passes before it is stored.
+//!
+//! The same types travel over the admin socket, so the daemon and `liberactl`
+//! agree on them by construction.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::ContractState;
+
+/// Longest contract id accepted (ids come from the billing system).
+pub const MAX_CONTRACT_ID: usize = 64;
+/// Longest contract name.
+pub const MAX_NAME: usize = 200;
+/// RADIUS User-Name fits in one attribute: at most 253 bytes.
+pub const MAX_USERNAME: usize = 253;
+/// PAP carries at most 128 bytes of password (RFC 2865 §5.2).
+pub const MAX_PASSWORD: usize = 128;
+/// Longest free text (reason, operator name, audit detail field).
+pub const MAX_TEXT: usize = 500;
+/// Most reply attributes one login may carry.
+pub const MAX_REPLY_ATTRIBUTES: usize = 64;
+
+/// A value that does not pass the checks of this module.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidValue {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> InvalidValue {
+    InvalidValue {
+        field,
+        problem: problem.into(),
+    }
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), InvalidValue> {
+    if value.len() > max {
+        return Err(invalid(field, format!("longer than {max} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(field, "contains a control character"));
+    }
+    Ok(())
+}
+
+/// A contract id as the billing system knows it: 1 to 64 printable
+/// characters without spaces.
+pub fn check_contract_id(id: &str) -> Result<(), InvalidValue> {
+    if id.is_empty() {
+        return Err(invalid("contract id", "is empty"));
+    }
+    check_text("contract id", id, MAX_CONTRACT_ID)?;
+    if id.chars().any(char::is_whitespace) {
+        return Err(invalid("contract id", format!("{id:?} contains a space")));
+    }
+    Ok(())
+}
+
+/// A customer's name: free text without control characters.
+pub fn check_name(name: &str) -> Result<(), InvalidValue> {
+    check_text("name", name, MAX_NAME)
+}
+
+/// A reason or operator name: free text without control characters.
+pub fn check_free_text(field: &'static str, text: &str) -> Result<(), InvalidValue> {
+    check_text(field, text, MAX_TEXT)
+}
+
+/// A login (RADIUS User-Name): 1 to 253 bytes, no control characters.
+pub fn check_username(username: &str) -> Result<(), InvalidValue> {
+    if username.is_empty() {
+        return Err(invalid("username", "is empty"));
+    }
+    check_text("username", username, MAX_USERNAME)
+}
+
+/// A login's password: 1 to 128 bytes, the most PAP can carry.
+pub fn check_password(password: &str) -> Result<(), InvalidValue> {
+    if password.is_empty() {
+        return Err(invalid("password", "is empty"));
+    }
+    if password.len() > MAX_PASSWORD {
+        return Err(invalid(
+            "password",
+            format!("longer than {MAX_PASSWORD} bytes"),
+        ));
+    }
+    if password.contains(['\0', '\n', '\r']) {
+        return Err(invalid("password", "contains a NUL or line break"));
+    }
+    Ok(())
+}
+
+/// One RADIUS reply attribute written as text: `Name = value`.
+///
+/// Only the form is checked here; names and value types are checked against
+/// the RADIUS dictionaries by the RADIUS side.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ReplyAttribute {
+    pub name: String,
+    pub value: String,
+}
+
+impl FromStr for ReplyAttribute {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        check_text("attribute", s, MAX_TEXT)?;
+        let Some((name, value)) = s.split_once('=') else {
+            return Err(invalid(
+                "attribute",
+                format!("{s:?} is not of the form 'Name = value'"),
+            ));
+        };
+        let name = name.trim();
+        let value = unquote(value.trim());
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+        if !name_ok {
+            return Err(invalid(
+                "attribute",
+                format!("{name:?} is not an attribute name"),
+            ));
+        }
+        if value.is_empty() {
+            return Err(invalid("attribute", format!("{name} has no value")));
+        }
+        Ok(ReplyAttribute {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
+    }
+}
+
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+impl fmt::Display for ReplyAttribute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}", self.name, self.value)
+    }
+}
+
+impl TryFrom<String> for ReplyAttribute {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<ReplyAttribute> for String {
+    fn from(a: ReplyAttribute) -> String {
+        a.to_string()
+    }
+}
+
+/// Checks a list of reply attributes as a whole.
+pub fn check_reply(reply: &[ReplyAttribute]) -> Result<(), InvalidValue> {
+    if reply.len() > MAX_REPLY_ATTRIBUTES {
+        return Err(invalid(
+            "attributes",
+            format!("more than {MAX_REPLY_ATTRIBUTES} reply attributes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A contract as liberad knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contract {
+    pub id: String,
+    pub name: String,
+    pub state: ContractState,
+    pub state_changed_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A login (PPPoE / hotspot username) of a contract. The password never
+/// leaves the store through this type.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    pub username: String,
+    pub contract_id: String,
+    pub reply: Vec<ReplyAttribute>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How a release ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// It ran to its end instant.
+    Expired,
+    /// The contract became active (payment) while it ran.
+    Unblocked,
+    /// An operator ended it early (or the contract was cancelled).
+    Revoked,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Expired => "expired",
+            EndReason::Unblocked => "unblocked",
+            EndReason::Revoked => "revoked",
+        }
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EndReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "expired" => Ok(EndReason::Expired),
+            "unblocked" => Ok(EndReason::Unblocked),
+            "revoked" => Ok(EndReason::Revoked),
+            other => Err(format!("unknown end reason {other:?}")),
+        }
+    }
+}
+
+/// One temporary release of a contract. Rows are history: once written,
+/// only the end is ever recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: i64,
+    pub contract_id: String,
+    pub started_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// Operator name given with the request.
+    pub operator: String,
+    pub reason: String,
+    /// Unix uid of the admin socket peer that asked for it.
+    pub actor_uid: Option<u32>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<EndReason>,
+    /// Who ended it early (operator name).
+    pub ended_by: Option<String>,
+    /// Why it ended early, in the operator's words.
+    pub end_note: Option<String>,
+}
+
+impl Release {
+    /// Whether the release still gives access at `now`.
+    pub fn is_running(&self, now: DateTime<Utc>) -> bool {
+        self.ended_at.is_none() && self.ends_at > now
+    }
+
+    /// How and when the release ended as of `now`, counting a release past
+    /// its end as expired even before that end has been recorded.
+    pub fn ending(&self, now: DateTime<Utc>) -> Option<(EndReason, DateTime<Utc>)> {
+        match (self.end_reason, self.ended_at) {
+            (Some(reason), Some(at)) => Some((reason, at)),
+            _ if self.ends_at <= now => Some((EndReason::Expired, self.ends_at)),
+            _ => None,
+        }
+    }
+}
+
+/// One line of the append-only audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// Unix uid of the admin socket peer.
+    pub actor_uid: Option<u32>,
+    /// Operator name given with the request.
+    pub operator: Option<String>,
+    /// What was asked: `release`, `contract_state`, `params_set`, ...
+    pub action: String,
+    pub contract_id: Option<String>,
+    /// What exactly, in words.
+    pub detail: String,
+    /// `ok`, or the refusal code.
+    pub outcome: String,
+}
+
+/// Who asks for a change: the uid the kernel reports for the socket peer and
+/// the operator name the client gave.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Actor {
+    pub uid: Option<u32>,
+    pub operator: Option<String>,
+}
+
+impl Actor {
+    /// The name written on a release: the operator's, else `uid N`.
+    pub fn display_name(&self) -> String {
+        match (&self.operator, self.uid) {
+            (Some(name), _) => name.clone(),
+            (None, Some(uid)) => format!("uid {uid}"),
+            (None, None) => "unknown".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_attributes_parse_and_print() {
+        let a: ReplyAttribute = "Mikrotik-Rate-Limit = 10M/10M".parse().unwrap();
+        assert_eq!(a.name, "Mikrotik-Rate-Limit");
+        assert_eq!(a.value, "10M/10M");
+        assert_eq!(a.to_string(), "Mikrotik-Rate-Limit = 10M/10M");
+        let quoted: ReplyAttribute = "Reply-Message=\"a = b; c\"".parse().unwrap();
+        assert_eq!(quoted.value, "a = b; c");
+        for bad in [
+            "no equals",
+            " = value",
+            "Name = ",
+            "Na me = x",
+            "A = b\nC = d",
+        ] {
+            assert!(bad.parse::<ReplyAttribute>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn identifiers_are_checked() {
+        assert!(check_contract_id("1234").is_ok());
+        assert!(check_contract_id("").is_err());
+        assert!(check_contract_id("12 34").is_err());
+        assert!(check_contract_id(&"9".repeat(65)).is_err());
+        assert!(check_username("maria@isp").is_ok());
+        assert!(check_username("").is_err());
+        assert!(check_username(&"u".repeat(254)).is_err());
+        assert!(check_password(&"p".repeat(128)).is_ok());
+        assert!(check_password(&"p".repeat(129)).is_err());
+        assert!(check_password("").is_err());
+        assert!(check_name("Maria Conceição").is_ok());
+        assert!(check_name("bad\u{7}bell").is_err());
+    }
+
+    #[test]
+    fn a_release_past_its_end_counts_as_expired() {
+        let start = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let end = DateTime::from_timestamp(1_086_400, 0).unwrap();
+        let release = Release {
+            id: 1,
+            contract_id: "1".into(),
+            started_at: start,
+            ends_at: end,
+            operator: "ana".into(),
+            reason: String::new(),
+            actor_uid: None,
+            ended_at: None,
+            end_reason: None,
+            ended_by: None,
+            end_note: None,
+        };
+        assert!(release.is_running(start));
+        assert_eq!(release.ending(start), None);
+        assert!(!release.is_running(end));
+        assert_eq!(release.ending(end), Some((EndReason::Expired, end)));
+    }
+}

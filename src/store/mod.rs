@@ -1,0 +1,206 @@
+//! Where contracts, logins, releases, parameters and the audit log live.
+//!
+//! [`Store`] is the interface the rest of liberad uses; [`sqlite`] implements
+//! it on an embedded SQLite file. All SQL stays under this module. Every
+//! change is one transaction that also writes its audit entry, and every
+//! release decision is taken by [`crate::policy`] inside the transaction that
+//! records it, so two requests for the same contract cannot both succeed.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::config::DatabaseUrl;
+use crate::import::ImportPlan;
+use crate::model::Release;
+use crate::model::{Actor, AuditEntry, Contract, Login, ReplyAttribute};
+use crate::policy::{ContractState, Grant, ParameterError, Parameters, Refusal};
+
+/// Why a store operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot prepare the database: {0}")]
+    Setup(String),
+    #[error("contract {0} is not known")]
+    ContractNotFound(String),
+    #[error("contract {0} already exists")]
+    ContractExists(String),
+    #[error("login {0} is not known")]
+    LoginNotFound(String),
+    #[error("login {0} already exists")]
+    LoginExists(String),
+    #[error("contract {0} has no running release")]
+    NotReleased(String),
+    #[error("release refused: {}", .0.code())]
+    Refused(Refusal),
+    #[error("{0}")]
+    InvalidParameter(#[from] ParameterError),
+    #[error("the database holds a value liberad cannot read: {0}")]
+    Corrupt(String),
+}
+
+/// A contract to create.
+#[derive(Clone, Debug)]
+pub struct NewContract {
+    pub id: String,
+    pub name: String,
+    pub state: ContractState,
+}
+
+/// A login to create.
+#[derive(Clone, Debug)]
+pub struct NewLogin {
+    pub username: String,
+    pub contract_id: String,
+    pub password: String,
+    pub reply: Vec<ReplyAttribute>,
+}
+
+/// A request to release a contract now.
+#[derive(Clone, Debug)]
+pub struct ReleaseRequest {
+    pub contract_id: String,
+    pub reason: String,
+    pub actor: Actor,
+    pub now: DateTime<Utc>,
+    /// The calendar the release days are counted in.
+    pub timezone: Tz,
+}
+
+/// What a state change did.
+#[derive(Clone, Debug)]
+pub struct StateChange {
+    pub contract: Contract,
+    pub previous: ContractState,
+    /// The release this change ended (payment ends a release as
+    /// `unblocked`, cancellation as `revoked`).
+    pub ended_release: Option<Release>,
+}
+
+/// Everything the contract summary shows, read in one transaction.
+#[derive(Clone, Debug)]
+pub struct ContractRecord {
+    pub contract: Contract,
+    /// The most recent releases, newest first (at most two).
+    pub recent_releases: Vec<Release>,
+    pub logins: Vec<Login>,
+    /// The most recent audit entries about the contract, newest first.
+    pub audit: Vec<AuditEntry>,
+    pub parameters: Parameters,
+}
+
+/// What an import wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImportCounts {
+    pub contracts_created: u64,
+    pub contracts_updated: u64,
+    pub contracts_unchanged: u64,
+    pub logins_created: u64,
+    pub logins_updated: u64,
+    pub logins_unchanged: u64,
+}
+
+/// The store interface. SQLite implements it now; a PostgreSQL
+/// implementation must give the same answers to the same calls.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Finishes what is in flight and closes the database.
+    async fn close(&self);
+
+    /// The temporary-release parameters.
+    async fn parameters(&self) -> Result<Parameters, StoreError>;
+    /// Changes one parameter, validated, and audits it.
+    async fn set_parameter(
+        &self,
+        name: &str,
+        value: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Parameters, StoreError>;
+
+    async fn add_contract(
+        &self,
+        contract: NewContract,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Contract, StoreError>;
+    /// Sets a contract's state; ends its running release when the contract
+    /// becomes active (`unblocked`) or cancelled (`revoked`).
+    async fn set_contract_state(
+        &self,
+        id: &str,
+        state: ContractState,
+        reason: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<StateChange, StoreError>;
+    async fn contract(&self, id: &str) -> Result<Option<Contract>, StoreError>;
+    async fn contracts(&self, state: Option<ContractState>) -> Result<Vec<Contract>, StoreError>;
+    /// The contract with its releases, logins, audit and the parameters.
+    async fn contract_record(
+        &self,
+        id: &str,
+        audit_limit: u32,
+    ) -> Result<Option<ContractRecord>, StoreError>;
+
+    async fn add_login(
+        &self,
+        login: NewLogin,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Login, StoreError>;
+    async fn remove_login(
+        &self,
+        username: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Login, StoreError>;
+    async fn login(&self, username: &str) -> Result<Option<Login>, StoreError>;
+
+    /// Releases a contract if the rules allow it, or returns
+    /// [`StoreError::Refused`]; the attempt is audited either way.
+    async fn release(&self, request: &ReleaseRequest) -> Result<Release, StoreError>;
+    /// Answers whether [`Store::release`] would succeed now, changing nothing.
+    async fn preview_release(&self, request: &ReleaseRequest) -> Result<Grant, StoreError>;
+    /// Ends a contract's running release early.
+    async fn revoke(
+        &self,
+        contract_id: &str,
+        reason: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Release, StoreError>;
+    /// Releases, newest first.
+    async fn releases(
+        &self,
+        contract_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Release>, StoreError>;
+
+    /// Audit entries, newest first.
+    async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Applies the valid rows of an import in one transaction.
+    async fn import(
+        &self,
+        plan: &ImportPlan,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts, StoreError>;
+}
+
+/// Opens the store a database URL names, creating and migrating it if
+/// needed.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    match DatabaseUrl::parse(url).map_err(StoreError::Setup)? {
+        DatabaseUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path).await?)),
+    }
+}

@@ -1,0 +1,1086 @@
+//! The store on an embedded SQLite file (WAL mode), created and migrated on
+//! first start.
+//!
+//! Writes go through a pool of one connection and take the database lock up
+//! front (`BEGIN IMMEDIATE`), so that a decision read inside a transaction
+//! still holds when the transaction writes, even with a second process on
+//! the same file. Reads use their own small pool and never wait for writes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Transaction};
+
+use super::{
+    ContractRecord, ImportCounts, NewContract, NewLogin, ReleaseRequest, StateChange, Store,
+    StoreError,
+};
+use crate::import::ImportPlan;
+use crate::model::{Actor, AuditEntry, Contract, EndReason, Login, Release, ReplyAttribute};
+use crate::policy::{self, ContractFacts, ContractState, Grant, Parameters};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// How long a write waits for another process holding the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections for reads.
+const READERS: u32 = 4;
+
+const CONTRACT_COLUMNS: &str = "id, name, state, state_changed_at, created_at";
+const LOGIN_COLUMNS: &str = "username, contract_id, reply, created_at, updated_at";
+const RELEASE_COLUMNS: &str = "id, contract_id, started_at, ends_at, operator, reason, actor_uid, \
+     ended_at, end_reason, ended_by, end_note";
+const AUDIT_COLUMNS: &str = "id, at, actor_uid, operator, action, contract_id, detail, outcome";
+
+/// liberad's state in one SQLite file.
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Setup(format!("cannot create directory {}: {e}", parent.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Every acknowledged write survives a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Setup(format!("cannot open {}: {e}", path.display())))?;
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn try_release(&self, request: &ReleaseRequest) -> Result<Release, StoreError> {
+        let id = request.contract_id.as_str();
+        let mut tx = self.write().await?;
+        expire_lapsed(&mut tx, id, request.now).await?;
+        let parameters = load_parameters(&mut tx).await?;
+        let facts = load_facts(&mut tx, id).await?;
+        let grant =
+            policy::check_release(&parameters, facts.as_ref(), request.now, request.timezone);
+        let grant = match grant {
+            Ok(grant) => grant,
+            Err(refusal) => {
+                let detail =
+                    reason_detail(&refusal.describe(id, request.timezone), &request.reason);
+                write_audit(
+                    &mut tx,
+                    request.now,
+                    &request.actor,
+                    "release",
+                    Some(id),
+                    &detail,
+                    refusal.code(),
+                )
+                .await?;
+                tx.commit().await?;
+                return Err(StoreError::Refused(refusal));
+            }
+        };
+        let sql = format!(
+            "INSERT INTO releases (contract_id, started_at, ends_at, operator, reason, actor_uid) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {RELEASE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .bind(grant.starts_at.timestamp())
+            .bind(grant.ends_at.timestamp())
+            .bind(request.actor.display_name())
+            .bind(&request.reason)
+            .bind(request.actor.uid.map(i64::from))
+            .fetch_one(&mut *tx)
+            .await?;
+        let release = release_from(&row)?;
+        let detail = reason_detail(
+            &format!(
+                "release {} until {}",
+                release.id,
+                policy::format_local(release.ends_at, request.timezone)
+            ),
+            &request.reason,
+        );
+        write_audit(
+            &mut tx,
+            request.now,
+            &request.actor,
+            "release",
+            Some(id),
+            &detail,
+            "ok",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(release)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn parameters(&self) -> Result<Parameters, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        load_parameters(&mut conn).await
+    }
+
+    async fn set_parameter(
+        &self,
+        name: &str,
+        value: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Parameters, StoreError> {
+        let mut tx = self.write().await?;
+        let current = load_parameters(&mut tx).await?;
+        let detail = format!("{name} = {value}");
+        let next = match current.with(name, value) {
+            Ok(next) => next,
+            Err(e) => {
+                write_audit(&mut tx, now, actor, "params_set", None, &detail, "invalid").await?;
+                tx.commit().await?;
+                return Err(e.into());
+            }
+        };
+        sqlx::query(
+            "UPDATE parameters SET enabled = ?1, release_days = ?2, renew_after_days = ?3 \
+             WHERE id = 1",
+        )
+        .bind(next.enabled)
+        .bind(i64::from(next.release_days))
+        .bind(i64::from(next.renew_after_days))
+        .execute(&mut *tx)
+        .await?;
+        write_audit(&mut tx, now, actor, "params_set", None, &detail, "ok").await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn add_contract(
+        &self,
+        contract: NewContract,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Contract, StoreError> {
+        let mut tx = self.write().await?;
+        if load_contract(&mut tx, &contract.id).await?.is_some() {
+            return Err(StoreError::ContractExists(contract.id));
+        }
+        let created = insert_contract(&mut tx, &contract, now).await?;
+        let detail = format!("contract created as {}", created.state);
+        write_audit(
+            &mut tx,
+            now,
+            actor,
+            "contract_add",
+            Some(&created.id),
+            &detail,
+            "ok",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn set_contract_state(
+        &self,
+        id: &str,
+        state: ContractState,
+        reason: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<StateChange, StoreError> {
+        let mut tx = self.write().await?;
+        let change = change_state(&mut tx, id, state, reason, actor, now, "contract_state").await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn contract(&self, id: &str) -> Result<Option<Contract>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        load_contract(&mut conn, id).await
+    }
+
+    async fn contracts(&self, state: Option<ContractState>) -> Result<Vec<Contract>, StoreError> {
+        let sql = format!(
+            "SELECT {CONTRACT_COLUMNS} FROM contracts WHERE (?1 IS NULL OR state = ?1) \
+             ORDER BY length(id), id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(state.map(ContractState::as_str))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(contract_from).collect()
+    }
+
+    async fn contract_record(
+        &self,
+        id: &str,
+        audit_limit: u32,
+    ) -> Result<Option<ContractRecord>, StoreError> {
+        // One read transaction: a consistent snapshot of the contract.
+        let mut tx = self.reader.begin().await?;
+        let Some(contract) = load_contract(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases WHERE contract_id = ?1 \
+             ORDER BY started_at DESC, id DESC LIMIT 2"
+        );
+        let recent_releases = sqlx::query(&sql)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(release_from)
+            .collect::<Result<_, _>>()?;
+        let sql =
+            format!("SELECT {LOGIN_COLUMNS} FROM logins WHERE contract_id = ?1 ORDER BY username");
+        let logins = sqlx::query(&sql)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(login_from)
+            .collect::<Result<_, _>>()?;
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE contract_id = ?1 ORDER BY id DESC LIMIT ?2"
+        );
+        let audit = sqlx::query(&sql)
+            .bind(id)
+            .bind(i64::from(audit_limit))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(audit_from)
+            .collect::<Result<_, _>>()?;
+        let parameters = load_parameters(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(ContractRecord {
+            contract,
+            recent_releases,
+            logins,
+            audit,
+            parameters,
+        }))
+    }
+
+    async fn add_login(
+        &self,
+        login: NewLogin,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Login, StoreError> {
+        let mut tx = self.write().await?;
+        if load_contract(&mut tx, &login.contract_id).await?.is_none() {
+            return Err(StoreError::ContractNotFound(login.contract_id));
+        }
+        if load_login(&mut tx, &login.username).await?.is_some() {
+            return Err(StoreError::LoginExists(login.username));
+        }
+        let sql = format!(
+            "INSERT INTO logins (username, contract_id, password, reply, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING {LOGIN_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&login.username)
+            .bind(&login.contract_id)
+            .bind(&login.password)
+            .bind(reply_text(&login.reply))
+            .bind(now.timestamp())
+            .fetch_one(&mut *tx)
+            .await?;
+        let created = login_from(&row)?;
+        let detail = format!(
+            "login {} added ({} reply attributes)",
+            created.username,
+            created.reply.len()
+        );
+        write_audit(
+            &mut tx,
+            now,
+            actor,
+            "login_add",
+            Some(&created.contract_id),
+            &detail,
+            "ok",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn remove_login(
+        &self,
+        username: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Login, StoreError> {
+        let mut tx = self.write().await?;
+        let sql = format!("DELETE FROM logins WHERE username = ?1 RETURNING {LOGIN_COLUMNS}");
+        let Some(row) = sqlx::query(&sql)
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Err(StoreError::LoginNotFound(username.to_owned()));
+        };
+        let removed = login_from(&row)?;
+        let detail = format!("login {username} removed");
+        write_audit(
+            &mut tx,
+            now,
+            actor,
+            "login_remove",
+            Some(&removed.contract_id),
+            &detail,
+            "ok",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn login(&self, username: &str) -> Result<Option<Login>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        load_login(&mut conn, username).await
+    }
+
+    async fn release(&self, request: &ReleaseRequest) -> Result<Release, StoreError> {
+        match self.try_release(request).await {
+            // Another writer slipped a release in despite the lock (a
+            // second process without it): the retry sees it and refuses.
+            Err(StoreError::Database(e)) if is_unique_violation(&e) => {
+                self.try_release(request).await
+            }
+            other => other,
+        }
+    }
+
+    async fn preview_release(&self, request: &ReleaseRequest) -> Result<Grant, StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let parameters = load_parameters(&mut tx).await?;
+        let facts = load_facts(&mut tx, &request.contract_id).await?;
+        tx.commit().await?;
+        policy::check_release(&parameters, facts.as_ref(), request.now, request.timezone)
+            .map_err(StoreError::Refused)
+    }
+
+    async fn revoke(
+        &self,
+        contract_id: &str,
+        reason: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Release, StoreError> {
+        let mut tx = self.write().await?;
+        expire_lapsed(&mut tx, contract_id, now).await?;
+        if load_contract(&mut tx, contract_id).await?.is_none() {
+            return Err(StoreError::ContractNotFound(contract_id.to_owned()));
+        }
+        let ended = end_open_release(
+            &mut tx,
+            contract_id,
+            EndReason::Revoked,
+            &actor.display_name(),
+            reason,
+            now,
+        )
+        .await?;
+        let Some(release) = ended else {
+            let detail = reason_detail("revoke refused", reason);
+            write_audit(
+                &mut tx,
+                now,
+                actor,
+                "revoke",
+                Some(contract_id),
+                &detail,
+                "not_released",
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(StoreError::NotReleased(contract_id.to_owned()));
+        };
+        let detail = reason_detail(&format!("release {} revoked", release.id), reason);
+        write_audit(
+            &mut tx,
+            now,
+            actor,
+            "revoke",
+            Some(contract_id),
+            &detail,
+            "ok",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(release)
+    }
+
+    async fn releases(
+        &self,
+        contract_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Release>, StoreError> {
+        let sql = format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases WHERE (?1 IS NULL OR contract_id = ?1) \
+             ORDER BY started_at DESC, id DESC LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(contract_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(release_from).collect()
+    }
+
+    async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id DESC LIMIT ?1");
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn import(
+        &self,
+        plan: &ImportPlan,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts, StoreError> {
+        let mut tx = self.write().await?;
+        let mut counts = ImportCounts::default();
+        for row in &plan.contracts {
+            let Some(existing) = load_contract(&mut tx, &row.id).await? else {
+                let contract = NewContract {
+                    id: row.id.clone(),
+                    name: row.name.clone().unwrap_or_default(),
+                    state: row.state.unwrap_or(ContractState::Active),
+                };
+                insert_contract(&mut tx, &contract, now).await?;
+                let detail = format!("line {}: contract created as {}", row.line, contract.state);
+                write_audit(&mut tx, now, actor, "import", Some(&row.id), &detail, "ok").await?;
+                counts.contracts_created += 1;
+                continue;
+            };
+            let mut changed = false;
+            if let Some(name) = row.name.as_ref().filter(|n| **n != existing.name) {
+                sqlx::query("UPDATE contracts SET name = ?1 WHERE id = ?2")
+                    .bind(name)
+                    .bind(&row.id)
+                    .execute(&mut *tx)
+                    .await?;
+                let detail = format!("line {}: name changed to {name:?}", row.line);
+                write_audit(&mut tx, now, actor, "import", Some(&row.id), &detail, "ok").await?;
+                changed = true;
+            }
+            if let Some(state) = row.state.filter(|s| *s != existing.state) {
+                let reason = format!("import, line {}", row.line);
+                change_state(&mut tx, &row.id, state, &reason, actor, now, "import").await?;
+                changed = true;
+            }
+            if changed {
+                counts.contracts_updated += 1;
+            } else {
+                counts.contracts_unchanged += 1;
+            }
+        }
+        for row in &plan.logins {
+            let reply = reply_text(&row.reply);
+            let existing =
+                sqlx::query("SELECT contract_id, password, reply FROM logins WHERE username = ?1")
+                    .bind(&row.username)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let detail = match existing {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO logins \
+                         (username, contract_id, password, reply, created_at, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                    )
+                    .bind(&row.username)
+                    .bind(&row.contract_id)
+                    .bind(&row.password)
+                    .bind(&reply)
+                    .bind(now.timestamp())
+                    .execute(&mut *tx)
+                    .await?;
+                    counts.logins_created += 1;
+                    format!("line {}: login {} created", row.line, row.username)
+                }
+                Some(old) => {
+                    let same = old.try_get::<String, _>("contract_id")? == row.contract_id
+                        && old.try_get::<String, _>("password")? == row.password
+                        && old.try_get::<String, _>("reply")? == reply;
+                    if same {
+                        counts.logins_unchanged += 1;
+                        continue;
+                    }
+                    sqlx::query(
+                        "UPDATE logins SET contract_id = ?2, password = ?3, reply = ?4, \
+                         updated_at = ?5 WHERE username = ?1",
+                    )
+                    .bind(&row.username)
+                    .bind(&row.contract_id)
+                    .bind(&row.password)
+                    .bind(&reply)
+                    .bind(now.timestamp())
+                    .execute(&mut *tx)
+                    .await?;
+                    counts.logins_updated += 1;
+                    format!("line {}: login {} updated", row.line, row.username)
+                }
+            };
+            write_audit(
+                &mut tx,
+                now,
+                actor,
+                "import",
+                Some(&row.contract_id),
+                &detail,
+                "ok",
+            )
+            .await?;
+        }
+        let detail = format!(
+            "{} rows: contracts {} created, {} updated; logins {} created, {} updated; \
+             {} rows rejected",
+            plan.rows,
+            counts.contracts_created,
+            counts.contracts_updated,
+            counts.logins_created,
+            counts.logins_updated,
+            plan.rejected.len()
+        );
+        write_audit(&mut tx, now, actor, "import", None, &detail, "ok").await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+}
+
+/// Sets a contract's state inside a write transaction, ending its running
+/// release where the new state calls for it, and audits the change.
+async fn change_state(
+    conn: &mut SqliteConnection,
+    id: &str,
+    state: ContractState,
+    reason: &str,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    action: &str,
+) -> Result<StateChange, StoreError> {
+    expire_lapsed(conn, id, now).await?;
+    let Some(existing) = load_contract(conn, id).await? else {
+        return Err(StoreError::ContractNotFound(id.to_owned()));
+    };
+    let previous = existing.state;
+    if previous == state {
+        let detail = reason_detail(&format!("state stays {state}"), reason);
+        write_audit(conn, now, actor, action, Some(id), &detail, "unchanged").await?;
+        return Ok(StateChange {
+            contract: existing,
+            previous,
+            ended_release: None,
+        });
+    }
+    let sql = format!(
+        "UPDATE contracts SET state = ?1, state_changed_at = ?2 WHERE id = ?3 \
+         RETURNING {CONTRACT_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(state.as_str())
+        .bind(now.timestamp())
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let contract = contract_from(&row)?;
+    let end = match state {
+        ContractState::Active => Some((EndReason::Unblocked, "contract became active")),
+        ContractState::Cancelled => Some((EndReason::Revoked, "contract cancelled")),
+        ContractState::Reduced | ContractState::Blocked => None,
+    };
+    let ended_release = match end {
+        Some((why, note)) => {
+            end_open_release(conn, id, why, &actor.display_name(), note, now).await?
+        }
+        None => None,
+    };
+    let mut detail = reason_detail(&format!("state {previous} -> {state}"), reason);
+    if let Some(release) = &ended_release {
+        detail.push_str(&format!(
+            "; release {} ended ({})",
+            release.id,
+            EndReason::as_str(end.map(|(why, _)| why).unwrap_or(EndReason::Revoked))
+        ));
+    }
+    write_audit(conn, now, actor, action, Some(id), &detail, "ok").await?;
+    Ok(StateChange {
+        contract,
+        previous,
+        ended_release,
+    })
+}
+
+/// Records the end of a contract's open release, if it has one.
+async fn end_open_release(
+    conn: &mut SqliteConnection,
+    contract_id: &str,
+    reason: EndReason,
+    ended_by: &str,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Release>, StoreError> {
+    let sql = format!(
+        "UPDATE releases SET ended_at = ?1, end_reason = ?2, ended_by = ?3, end_note = ?4 \
+         WHERE contract_id = ?5 AND ended_at IS NULL RETURNING {RELEASE_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(now.timestamp())
+        .bind(reason.as_str())
+        .bind(ended_by)
+        .bind(note)
+        .bind(contract_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(release_from).transpose()
+}
+
+/// Records as expired, at their end instant, the contract's open releases
+/// whose end has passed, so that the facts read next are current.
+async fn expire_lapsed(
+    conn: &mut SqliteConnection,
+    contract_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let rows = sqlx::query(
+        "UPDATE releases SET ended_at = ends_at, end_reason = 'expired' \
+         WHERE contract_id = ?1 AND ended_at IS NULL AND ends_at <= ?2 \
+         RETURNING id, ends_at",
+    )
+    .bind(contract_id)
+    .bind(now.timestamp())
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let ends_at = instant(row.try_get("ends_at")?)?;
+        let detail = format!("release {id} expired at {}", ends_at.to_rfc3339());
+        let system = Actor {
+            uid: None,
+            operator: Some("liberad".to_owned()),
+        };
+        write_audit(
+            conn,
+            now,
+            &system,
+            "release_end",
+            Some(contract_id),
+            &detail,
+            "ok",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_audit(
+    conn: &mut SqliteConnection,
+    at: DateTime<Utc>,
+    actor: &Actor,
+    action: &str,
+    contract_id: Option<&str>,
+    detail: &str,
+    outcome: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor_uid, operator, action, contract_id, detail, outcome) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(at.timestamp())
+    .bind(actor.uid.map(i64::from))
+    .bind(actor.operator.as_deref())
+    .bind(action)
+    .bind(contract_id)
+    .bind(detail)
+    .bind(outcome)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn reason_detail(what: &str, reason: &str) -> String {
+    if reason.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {reason}")
+    }
+}
+
+async fn load_parameters(conn: &mut SqliteConnection) -> Result<Parameters, StoreError> {
+    let row = sqlx::query("SELECT enabled, release_days, renew_after_days FROM parameters")
+        .fetch_one(conn)
+        .await?;
+    Ok(Parameters {
+        enabled: row.try_get("enabled")?,
+        release_days: column_u32(&row, "release_days")?,
+        renew_after_days: column_u32(&row, "renew_after_days")?,
+    })
+}
+
+async fn load_facts(
+    conn: &mut SqliteConnection,
+    contract_id: &str,
+) -> Result<Option<ContractFacts>, StoreError> {
+    let row = sqlx::query(
+        "SELECT c.state, \
+           (SELECT ends_at FROM releases r WHERE r.contract_id = c.id AND r.ended_at IS NULL) \
+             AS open_ends_at, \
+           (SELECT MAX(started_at) FROM releases r WHERE r.contract_id = c.id) \
+             AS last_started_at \
+         FROM contracts c WHERE c.id = ?1",
+    )
+    .bind(contract_id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(ContractFacts {
+        state: column_state(&row)?,
+        open_release_ends_at: row
+            .try_get::<Option<i64>, _>("open_ends_at")?
+            .map(instant)
+            .transpose()?,
+        last_release_started_at: row
+            .try_get::<Option<i64>, _>("last_started_at")?
+            .map(instant)
+            .transpose()?,
+    }))
+}
+
+async fn load_contract(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> Result<Option<Contract>, StoreError> {
+    let sql = format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id = ?1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(contract_from).transpose()
+}
+
+async fn load_login(
+    conn: &mut SqliteConnection,
+    username: &str,
+) -> Result<Option<Login>, StoreError> {
+    let sql = format!("SELECT {LOGIN_COLUMNS} FROM logins WHERE username = ?1");
+    let row = sqlx::query(&sql)
+        .bind(username)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(login_from).transpose()
+}
+
+async fn insert_contract(
+    conn: &mut SqliteConnection,
+    contract: &NewContract,
+    now: DateTime<Utc>,
+) -> Result<Contract, StoreError> {
+    let sql = format!(
+        "INSERT INTO contracts (id, name, state, state_changed_at, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {CONTRACT_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(&contract.id)
+        .bind(&contract.name)
+        .bind(contract.state.as_str())
+        .bind(now.timestamp())
+        .fetch_one(conn)
+        .await?;
+    contract_from(&row)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+fn reply_text(reply: &[ReplyAttribute]) -> String {
+    reply
+        .iter()
+        .map(ReplyAttribute::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn instant(seconds: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp(seconds, 0)
+        .ok_or_else(|| StoreError::Corrupt(format!("instant {seconds} is out of range")))
+}
+
+fn column_instant(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    instant(row.try_get(column)?)
+}
+
+fn column_optional_instant(
+    row: &SqliteRow,
+    column: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    row.try_get::<Option<i64>, _>(column)?
+        .map(instant)
+        .transpose()
+}
+
+fn column_u32(row: &SqliteRow, column: &str) -> Result<u32, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    u32::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("{column} = {value} is out of range")))
+}
+
+fn column_uid(row: &SqliteRow) -> Result<Option<u32>, StoreError> {
+    row.try_get::<Option<i64>, _>("actor_uid")?
+        .map(|uid| {
+            u32::try_from(uid)
+                .map_err(|_| StoreError::Corrupt(format!("uid {uid} is out of range")))
+        })
+        .transpose()
+}
+
+fn column_state(row: &SqliteRow) -> Result<ContractState, StoreError> {
+    let state: String = row.try_get("state")?;
+    state
+        .parse()
+        .map_err(|e: policy::UnknownState| StoreError::Corrupt(e.to_string()))
+}
+
+fn contract_from(row: &SqliteRow) -> Result<Contract, StoreError> {
+    Ok(Contract {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        state: column_state(row)?,
+        state_changed_at: column_instant(row, "state_changed_at")?,
+        created_at: column_instant(row, "created_at")?,
+    })
+}
+
+fn login_from(row: &SqliteRow) -> Result<Login, StoreError> {
+    let reply: String = row.try_get("reply")?;
+    let reply = reply
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.parse::<ReplyAttribute>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Login {
+        username: row.try_get("username")?,
+        contract_id: row.try_get("contract_id")?,
+        reply,
+        created_at: column_instant(row, "created_at")?,
+        updated_at: column_instant(row, "updated_at")?,
+    })
+}
+
+fn release_from(row: &SqliteRow) -> Result<Release, StoreError> {
+    let end_reason = row
+        .try_get::<Option<String>, _>("end_reason")?
+        .map(|r| r.parse::<EndReason>().map_err(StoreError::Corrupt))
+        .transpose()?;
+    Ok(Release {
+        id: row.try_get("id")?,
+        contract_id: row.try_get("contract_id")?,
+        started_at: column_instant(row, "started_at")?,
+        ends_at: column_instant(row, "ends_at")?,
+        operator: row.try_get("operator")?,
+        reason: row.try_get("reason")?,
+        actor_uid: column_uid(row)?,
+        ended_at: column_optional_instant(row, "ended_at")?,
+        end_reason,
+        ended_by: row.try_get("ended_by")?,
+        end_note: row.try_get("end_note")?,
+    })
+}
+
+fn audit_from(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        at: column_instant(row, "at")?,
+        actor_uid: column_uid(row)?,
+        operator: row.try_get("operator")?,
+        action: row.try_get("action")?,
+        contract_id: row.try_get("contract_id")?,
+        detail: row.try_get("detail")?,
+        outcome: row.try_get("outcome")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use chrono_tz::America::Sao_Paulo;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    /// 2026-11-27 12:00 in São Paulo.
+    const NOON: i64 = 1_795_791_600;
+
+    async fn store_with_blocked(dir: &Path, id: &str) -> SqliteStore {
+        let store = SqliteStore::open(&dir.join("t.db")).await.unwrap();
+        let contract = NewContract {
+            id: id.to_owned(),
+            name: String::new(),
+            state: ContractState::Blocked,
+        };
+        // Another handle may have created it already.
+        let _ = store
+            .add_contract(contract, &Actor::default(), at(NOON))
+            .await;
+        store
+    }
+
+    fn request(id: &str, now: i64) -> ReleaseRequest {
+        ReleaseRequest {
+            contract_id: id.to_owned(),
+            reason: String::new(),
+            actor: Actor::default(),
+            now: at(now),
+            timezone: Sao_Paulo,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_releases_through_two_handles_give_exactly_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Arc::new(store_with_blocked(dir.path(), "1").await);
+        let b = Arc::new(store_with_blocked(dir.path(), "1").await);
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = Arc::clone(if i % 2 == 0 { &a } else { &b });
+            tasks.push(tokio::spawn(async move {
+                store.release(&request("1", NOON)).await
+            }));
+        }
+        let mut granted = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => granted += 1,
+                Err(StoreError::Refused(policy::Refusal::AlreadyReleased { .. })) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(granted, 1);
+        assert_eq!(a.releases(Some("1"), 100).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_database_refuses_a_second_open_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_blocked(dir.path(), "1").await;
+        store.release(&request("1", NOON)).await.unwrap();
+        let second = sqlx::query(
+            "INSERT INTO releases (contract_id, started_at, ends_at, operator) \
+             VALUES ('1', ?1, ?2, 'x')",
+        )
+        .bind(NOON + 10)
+        .bind(NOON + 20)
+        .execute(&store.writer)
+        .await
+        .unwrap_err();
+        assert!(is_unique_violation(&second), "{second}");
+    }
+
+    #[tokio::test]
+    async fn releases_and_audit_are_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_blocked(dir.path(), "1").await;
+        let release = store.release(&request("1", NOON)).await.unwrap();
+        for sql in [
+            "UPDATE releases SET ends_at = ends_at + 86400",
+            "UPDATE releases SET started_at = 0",
+            "DELETE FROM releases",
+            "UPDATE audit SET outcome = 'ok'",
+            "DELETE FROM audit",
+        ] {
+            let e = sqlx::query(sql).execute(&store.writer).await.unwrap_err();
+            assert!(
+                ["history", "only ever", "append-only"]
+                    .iter()
+                    .any(|m| e.to_string().contains(m)),
+                "{sql}: {e}"
+            );
+        }
+        // Recording the end is allowed, once.
+        let revoked = store
+            .revoke("1", "test", &Actor::default(), at(NOON + 60))
+            .await
+            .unwrap();
+        assert_eq!(revoked.id, release.id);
+        assert_eq!(revoked.ended_at, Some(at(NOON + 60)));
+        let e = sqlx::query("UPDATE releases SET end_reason = 'expired'")
+            .execute(&store.writer)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("once"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_release_past_its_end_is_recorded_as_expired_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_blocked(dir.path(), "1").await;
+        store
+            .set_parameter("renew_after_days", "0", &Actor::default(), at(NOON))
+            .await
+            .unwrap();
+        let first = store.release(&request("1", NOON)).await.unwrap();
+        // The next day, the first release has run out and a new one starts.
+        let next_day = NOON + 86_400;
+        let second = store.release(&request("1", next_day)).await.unwrap();
+        assert_ne!(first.id, second.id);
+        let history = store.releases(Some("1"), 10).await.unwrap();
+        let old = history.iter().find(|r| r.id == first.id).unwrap();
+        assert_eq!(old.end_reason, Some(EndReason::Expired));
+        assert_eq!(old.ended_at, Some(first.ends_at));
+        assert!(
+            store
+                .audit(10)
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.action == "release_end")
+        );
+    }
+}

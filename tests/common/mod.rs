@@ -1,0 +1,260 @@
+//! Test harness: starts the real `liberad` binary in a temporary directory,
+//! talks to it with the real `liberactl` binary and with raw JSON lines on
+//! its admin socket, and stops it with real signals.
+
+#![allow(dead_code, reason = "each test file uses its own part of the harness")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+use serde_json::Value;
+
+/// How long a daemon may take to start or stop before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub const LIBERAD: &str = env!("CARGO_BIN_EXE_liberad");
+pub const LIBERACTL: &str = env!("CARGO_BIN_EXE_liberactl");
+
+/// A running liberad with its own state directory.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    /// Keeps the directory alive for as long as the daemon.
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// The configuration the tests run with: everything under `dir`.
+pub fn config_text(dir: &Path, name: &str, database: &Path, extra: &str) -> String {
+    format!(
+        r#"timezone = "America/Sao_Paulo"
+state_dir = "{state}"
+[database]
+url = "sqlite://{db}"
+[admin]
+socket = "{socket}"
+{extra}
+[log]
+level = "debug"
+"#,
+        state = dir.join(format!("{name}-state")).display(),
+        db = database.display(),
+        socket = dir.join(format!("{name}.sock")).display(),
+    )
+}
+
+impl Daemon {
+    /// Starts a daemon in a fresh temporary directory.
+    pub fn start() -> Daemon {
+        Daemon::start_with("")
+    }
+
+    /// Starts a daemon with extra lines in its `[admin]` section.
+    pub fn start_with(admin_extra: &str) -> Daemon {
+        let temp = tempfile::tempdir().expect("temporary directory");
+        let dir = temp.path().to_owned();
+        let mut daemon = Daemon::start_in(&dir, "a", &dir.join("liberad.db"), admin_extra);
+        daemon._temp = Some(temp);
+        daemon
+    }
+
+    /// Starts a daemon named `name` in `dir` on the database file `database`
+    /// (several daemons may share one).
+    pub fn start_in(dir: &Path, name: &str, database: &Path, admin_extra: &str) -> Daemon {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, config_text(dir, name, database, admin_extra)).unwrap();
+        let mut daemon = Daemon {
+            child: None,
+            dir: dir.to_owned(),
+            socket: dir.join(format!("{name}.sock")),
+            config,
+            log: dir.join(format!("{name}.log")),
+            _temp: None,
+        };
+        daemon.launch();
+        daemon
+    }
+
+    /// Starts the binary and waits until its socket answers.
+    pub fn launch(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(LIBERAD)
+            .arg("--config")
+            .arg(&self.config)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start liberad");
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "liberad exited during start-up ({status}):\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "liberad did not open its socket in time:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, signal: Signal) {
+        let pid = i32::try_from(self.pid())
+            .ok()
+            .and_then(Pid::from_raw)
+            .expect("a valid pid");
+        kill_process(pid, signal).expect("send a signal to liberad");
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(Signal::TERM);
+        self.wait_exit()
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if started.elapsed() > DEADLINE {
+                let _ = child.kill();
+                panic!("liberad did not stop in time:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `liberactl --socket SOCKET ARGS...`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(LIBERACTL)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("LIBERAD_SOCKET")
+            .env_remove("LIBERAD_OPERATOR")
+            .env("USER", "tester")
+            .output()
+            .expect("run liberactl")
+    }
+
+    /// Runs liberactl with `--json` and returns its exit code and response.
+    pub fn ctl_json(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        let code = out.status.code().expect("liberactl exit code");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "liberactl {args:?} printed no JSON ({e}): {text}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (code, value)
+    }
+
+    /// Opens a raw connection to the admin socket.
+    pub fn connect(&self) -> Conn {
+        Conn::open(&self.socket)
+    }
+
+    /// Sends one raw request line on a new connection.
+    pub fn request(&self, line: &str) -> Value {
+        self.connect().request(line)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A raw admin socket connection.
+pub struct Conn {
+    pub stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Conn {
+    pub fn open(socket: &Path) -> Conn {
+        let stream = UnixStream::connect(socket).expect("connect to the admin socket");
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Conn { stream, reader }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to the socket");
+    }
+
+    /// Reads one response line.
+    pub fn read(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("read a response");
+        assert!(n > 0, "the daemon closed the connection");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad response {line:?}: {e}"))
+    }
+
+    /// Sends one request line and reads its response.
+    pub fn request(&mut self, line: &str) -> Value {
+        self.send_raw(line.as_bytes());
+        self.send_raw(b"\n");
+        self.read()
+    }
+}
+
+/// The text of a command's standard output.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The text of a command's standard error.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Writes a file in the daemon's directory and returns its path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
