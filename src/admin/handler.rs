@@ -470,7 +470,7 @@ impl Admin {
                 Response::success(format!(
                     "imported {} rows: contracts {} created, {} updated; logins {} created, \
                      {} updated; {} rows rejected",
-                    plan.rows - plan.rejected.len() as u64,
+                    plan.rows.saturating_sub(plan.rejected.len() as u64),
                     counts.contracts_created,
                     counts.contracts_updated,
                     counts.logins_created,

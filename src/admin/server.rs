@@ -181,7 +181,9 @@ async fn serve_connection(
                 }
             }
         };
-        if write_response(&mut write, &response).await.is_err() {
+        // A client that stops reading is dropped, not waited for forever.
+        let written = tokio::time::timeout(idle, write_response(&mut write, &response)).await;
+        if !matches!(written, Ok(Ok(()))) {
             break;
         }
     }

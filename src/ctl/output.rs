@@ -271,7 +271,8 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
         for (i, cell) in row.iter().enumerate() {
             line.push_str(cell);
             if i < last {
-                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+                let width = widths.get(i).copied().unwrap_or(0);
+                let pad = width.saturating_sub(cell.chars().count()) + 2;
                 line.push_str(&" ".repeat(pad));
             }
         }
