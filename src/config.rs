@@ -7,6 +7,7 @@
 //! whole.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,6 +47,133 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub radius: RadiusConfig,
+    /// The NAS / BRAS equipment allowed to talk to liberad.
+    #[serde(default)]
+    pub nas: Vec<NasConfig>,
+    #[serde(default)]
+    pub profiles: ProfilesConfig,
+}
+
+/// `[radius]`: the listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusConfig {
+    #[serde(default = "default_auth_listen")]
+    pub auth_listen: SocketAddr,
+    #[serde(default = "default_acct_listen")]
+    pub acct_listen: SocketAddr,
+    /// Socket receive buffer (SO_RCVBUF) in bytes; default: the system's.
+    #[serde(default)]
+    pub recv_buffer_bytes: Option<usize>,
+    /// Requests processed at once; a packet beyond is dropped and counted.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// How long a reply is kept to answer retransmissions identically.
+    #[serde(default = "default_duplicate_window_secs")]
+    pub duplicate_window_secs: u64,
+    /// Extra dictionary files in FreeRADIUS format, added to the built-in
+    /// standard attributes.
+    #[serde(default)]
+    pub dictionaries: Vec<PathBuf>,
+    /// Reply-Message sent with every Access-Reject (none by default).
+    #[serde(default)]
+    pub reject_message: Option<String>,
+}
+
+impl Default for RadiusConfig {
+    fn default() -> Self {
+        RadiusConfig {
+            auth_listen: default_auth_listen(),
+            acct_listen: default_acct_listen(),
+            recv_buffer_bytes: None,
+            max_in_flight: default_max_in_flight(),
+            duplicate_window_secs: default_duplicate_window_secs(),
+            dictionaries: Vec::new(),
+            reject_message: None,
+        }
+    }
+}
+
+/// One `[[nas]]` entry: a BRAS/NAS, or a network of them sharing a secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NasConfig {
+    pub name: String,
+    /// An IP address or a network in CIDR form.
+    pub address: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// A file holding the secret (its first line).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default = "default_true")]
+    pub require_message_authenticator: bool,
+    /// Where the NAS listens for CoA and Disconnect (RFC 5176: 3799;
+    /// MikroTik: 1700).
+    #[serde(default = "default_coa_port")]
+    pub coa_port: u16,
+    #[serde(default)]
+    pub coa_mode: CoaMode,
+}
+
+/// How a change of profile reaches a NAS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoaMode {
+    /// CoA-Request with the new profile's attributes.
+    #[default]
+    Coa,
+    /// Disconnect-Request: the customer reconnects into the new profile.
+    Disconnect,
+    /// CoA, and Disconnect when the CoA is refused or unanswered.
+    CoaThenDisconnect,
+}
+
+/// `[profiles.*]`: what each effective profile gets.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesConfig {
+    #[serde(default)]
+    pub active: Option<ProfileConfig>,
+    /// Default: the same as `active`.
+    #[serde(default)]
+    pub released: Option<ProfileConfig>,
+    /// Default: the same as `active`.
+    #[serde(default)]
+    pub reduced: Option<ProfileConfig>,
+    /// Default: reject.
+    #[serde(default)]
+    pub blocked: Option<ProfileConfig>,
+}
+
+/// One profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    #[serde(default)]
+    pub action: ProfileAction,
+    /// Reply attributes, `Name = value`.
+    #[serde(default)]
+    pub reply: Vec<String>,
+    /// Whether the login's own reply attributes are added. Default: yes,
+    /// except for the blocked profile.
+    #[serde(default)]
+    pub login_reply: Option<bool>,
+    /// Attributes of the CoA-Request sent when a session moves into this
+    /// profile.
+    #[serde(default)]
+    pub coa: Vec<String>,
+}
+
+/// Accept or reject the logins of a profile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileAction {
+    #[default]
+    Accept,
+    Reject,
 }
 
 /// `[database]`
@@ -116,6 +244,30 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+fn default_auth_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 1812))
+}
+
+fn default_acct_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 1813))
+}
+
+fn default_max_in_flight() -> usize {
+    1024
+}
+
+fn default_duplicate_window_secs() -> u64 {
+    5
+}
+
+fn default_coa_port() -> u16 {
+    3799
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_state_dir() -> PathBuf {
@@ -271,6 +423,13 @@ impl Config {
             return Err("state_dir: the directory is empty".to_owned());
         }
         DatabaseUrl::parse(&self.database_url())?;
+        if self.radius.max_in_flight == 0 {
+            return Err("radius.max_in_flight: must be at least 1".to_owned());
+        }
+        if self.radius.duplicate_window_secs == 0 || self.radius.duplicate_window_secs > 60 {
+            return Err("radius.duplicate_window_secs: must be from 1 to 60".to_owned());
+        }
+        crate::radius::Settings::build(self)?;
         Ok(())
     }
 

@@ -7,9 +7,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{Admin, AdminSocket, server::BindError};
-use crate::clock::SystemClock;
+use crate::admin::{Admin, AdminSocket, RadiusView, server::BindError};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::radius::packet::Port;
+use crate::radius::{RadiusServer, Settings, Sockets};
 use crate::store::{self, StoreError};
 
 /// How long requests in flight may take to finish after a stop signal.
@@ -27,6 +29,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Admin(#[from] BindError),
+    #[error("RADIUS: {0}")]
+    Radius(String),
 }
 
 /// Runs liberad until `shutdown` is cancelled, then waits (up to
@@ -40,24 +44,56 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let store = store::open(&url).await?;
     tracing::info!(database = %url, timezone = config.timezone.name(), "store open");
 
-    let admin = Arc::new(Admin::new(
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let settings = Arc::new(Settings::build(&config).map_err(StartError::Radius)?);
+    let sockets = Sockets::bind(&config.radius).map_err(|e| StartError::Radius(e.to_string()))?;
+    let auth_address = sockets
+        .auth
+        .local_addr()
+        .map_err(|e| StartError::Radius(e.to_string()))?;
+    let acct_address = sockets
+        .acct
+        .local_addr()
+        .map_err(|e| StartError::Radius(e.to_string()))?;
+    let tasks = TaskTracker::new();
+    let radius = Arc::new(RadiusServer::new(
+        settings,
         Arc::clone(&store),
-        Arc::new(SystemClock),
-        config.timezone,
+        Arc::clone(&clock),
+        &tasks,
     ));
+    let listeners = TaskTracker::new();
+    for (socket, port) in [(sockets.auth, Port::Auth), (sockets.acct, Port::Acct)] {
+        listeners.spawn(Arc::clone(&radius).serve(socket, port, shutdown.clone(), tasks.clone()));
+    }
+    tracing::info!(
+        auth = %auth_address,
+        acct = %acct_address,
+        nas = config.nas.len(),
+        "RADIUS listening"
+    );
+
+    let admin = Arc::new(
+        Admin::new(Arc::clone(&store), clock, config.timezone).with_radius(RadiusView {
+            server: Arc::clone(&radius),
+            auth: auth_address,
+            acct: acct_address,
+        }),
+    );
+    drop(radius);
     let socket = AdminSocket::bind(&config.admin)?;
     tracing::info!(
         socket = %socket.path().display(),
         mode = format!("{:04o}", config.admin.socket_mode),
         "admin socket listening"
     );
-
-    let tasks = TaskTracker::new();
     socket
         .serve(admin, &config.admin, shutdown.clone(), tasks.clone())
         .await;
 
     tracing::info!("stopping: finishing requests in flight");
+    listeners.close();
+    listeners.wait().await;
     tasks.close();
     if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait())
         .await

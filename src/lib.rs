@@ -27,4 +27,5 @@ pub mod import;
 pub mod logging;
 pub mod model;
 pub mod policy;
+pub mod radius;
 pub mod store;

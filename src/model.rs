@@ -296,6 +296,32 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+/// A subscriber session on a NAS, as accounting reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: i64,
+    pub nas_name: String,
+    /// The device: NAS-Identifier, NAS-IP-Address or source address.
+    pub nas_identity: String,
+    /// Where the NAS's packets come from.
+    pub nas_address: String,
+    pub nas_ip_address: Option<String>,
+    pub nas_identifier: Option<String>,
+    pub username: String,
+    pub contract_id: Option<String>,
+    pub acct_session_id: String,
+    pub framed_ip_address: Option<String>,
+    pub calling_station_id: Option<String>,
+    pub nas_port_id: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub stopped_at: Option<DateTime<Utc>>,
+    pub session_time: Option<u32>,
+    pub input_octets: u64,
+    pub output_octets: u64,
+    pub terminate_cause: Option<String>,
+}
+
 /// Who asks for a change: the uid the kernel reports for the socket peer and
 /// the operator name the client gave.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

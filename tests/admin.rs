@@ -433,29 +433,36 @@ fn garbage_on_the_socket_gets_errors_and_the_daemon_goes_on() {
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
 }
 
+/// A connection on which a ping is answered, retrying while the daemon
+/// still counts earlier connections (such as the start-up probe) as open.
+fn open_connection(daemon: &Daemon) -> common::Conn {
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    loop {
+        let mut conn = daemon.connect();
+        conn.send_raw(b"{\"cmd\":\"ping\"}\n");
+        let answer = conn.read();
+        if answer["ok"] == true {
+            return conn;
+        }
+        assert_eq!(code(&answer), "busy");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no free connection slot"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn connections_over_the_limit_are_told_busy() {
     let daemon = Daemon::start_with("max_connections = 2");
-    let mut a = daemon.connect();
-    let mut b = daemon.connect();
-    assert_eq!(a.request(r#"{"cmd":"ping"}"#)["ok"], true);
-    assert_eq!(b.request(r#"{"cmd":"ping"}"#)["ok"], true);
+    let a = open_connection(&daemon);
+    let mut b = open_connection(&daemon);
     let mut c = daemon.connect();
     assert_eq!(code(&c.read()), "busy");
     drop(a);
     // The slot comes back once the first connection is gone.
-    let deadline = std::time::Instant::now() + common::DEADLINE;
-    loop {
-        let v = daemon.request(r#"{"cmd":"ping"}"#);
-        if v["ok"] == true {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "slot never freed: {v}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let _c = open_connection(&daemon);
     assert_eq!(b.request(r#"{"cmd":"ping"}"#)["ok"], true);
 }
 
@@ -518,8 +525,8 @@ fn simultaneous_releases_give_exactly_one() {
 fn two_daemons_on_one_database_give_exactly_one_release() {
     let temp = tempfile::tempdir().unwrap();
     let db = temp.path().join("shared.db");
-    let a = Daemon::start_in(temp.path(), "a", &db, "");
-    let b = Daemon::start_in(temp.path(), "b", &db, "");
+    let a = Daemon::start_in(temp.path(), "a", &db, "", "");
+    let b = Daemon::start_in(temp.path(), "b", &db, "", "");
     let ids = blocked_contracts(&a, 20);
     let sockets = vec![a.socket.clone(), b.socket.clone()];
     for (ok, codes) in race(&sockets, &ids) {

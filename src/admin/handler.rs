@@ -2,6 +2,7 @@
 //! release rules, and shapes the answer. The socket loop in
 //! [`super::server`] only moves lines.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
@@ -15,16 +16,25 @@ use crate::clock::Clock;
 use crate::import;
 use crate::model::{self, Actor, ReplyAttribute};
 use crate::policy::{self, ContractFacts, ContractState, Refusal};
+use crate::radius::RadiusServer;
 use crate::store::{NewContract, NewLogin, ReleaseRequest, Store, StoreError};
 
 /// Audit entries shown in the contract summary.
 const SUMMARY_AUDIT_ENTRIES: u32 = 10;
+
+/// The running RADIUS server, as the admin socket sees it.
+pub struct RadiusView {
+    pub server: Arc<RadiusServer>,
+    pub auth: SocketAddr,
+    pub acct: SocketAddr,
+}
 
 /// Serves admin requests against one store.
 pub struct Admin {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     timezone: Tz,
+    radius: Option<RadiusView>,
     /// One import at a time, daemon-wide: an import holds its whole file in
     /// memory and writes in one transaction.
     import_slot: Arc<Semaphore>,
@@ -60,8 +70,15 @@ impl Admin {
             store,
             clock,
             timezone,
+            radius: None,
             import_slot: Arc::new(Semaphore::new(1)),
         }
+    }
+
+    /// Lets `ping` and `nas list` report on the RADIUS server.
+    pub fn with_radius(mut self, radius: RadiusView) -> Admin {
+        self.radius = Some(radius);
+        self
     }
 
     /// Serves one request from a peer with the given uid.
@@ -113,7 +130,36 @@ impl Admin {
             Request::Ping => Response::success("liberad is running").with_data(&Pong {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 timezone: self.timezone.name().to_owned(),
+                radius_auth: self.radius.as_ref().map(|r| r.auth.to_string()),
+                radius_acct: self.radius.as_ref().map(|r| r.acct.to_string()),
             }),
+            Request::Sessions {
+                contract,
+                online,
+                limit,
+            } => {
+                if let Some(id) = &contract {
+                    model::check_contract_id(id)?;
+                }
+                match self
+                    .store
+                    .sessions(contract.as_deref(), online, clamp(limit))
+                    .await
+                {
+                    Ok(list) => {
+                        Response::success(format!("{} sessions", list.len())).with_data(&list)
+                    }
+                    Err(e) => self.store_error(e, ""),
+                }
+            }
+            Request::NasList => match &self.radius {
+                Some(radius) => {
+                    let report = radius.server.report();
+                    Response::success(format!("{} NAS clients", report.nas.len()))
+                        .with_data(&report)
+                }
+                None => Response::refusal(code::INTERNAL, "the RADIUS server is not running"),
+            },
             Request::ContractAdd {
                 id,
                 name,

@@ -109,6 +109,18 @@ pub enum Request {
         #[serde(default)]
         operator: Option<String>,
     },
+    /// Sessions from accounting, newest first.
+    Sessions {
+        #[serde(default)]
+        contract: Option<String>,
+        /// Only sessions still open.
+        #[serde(default)]
+        online: bool,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// The configured NAS clients and their counters.
+    NasList,
     /// Starts an import on this connection; the file follows in chunks.
     ImportBegin {
         #[serde(default)]
@@ -146,6 +158,8 @@ impl Request {
             Request::Audit { .. } => "audit",
             Request::ParamsShow => "params_show",
             Request::ParamsSet { .. } => "params_set",
+            Request::Sessions { .. } => "sessions",
+            Request::NasList => "nas_list",
             Request::ImportBegin { .. } => "import_begin",
             Request::ImportChunk { .. } => "import_chunk",
             Request::ImportCommit { .. } => "import_commit",
@@ -154,7 +168,7 @@ impl Request {
     }
 
     /// The `cmd` names the daemon knows.
-    pub const COMMANDS: [&'static str; 18] = [
+    pub const COMMANDS: [&'static str; 20] = [
         "ping",
         "contract_add",
         "contract_state",
@@ -169,6 +183,8 @@ impl Request {
         "audit",
         "params_show",
         "params_set",
+        "sessions",
+        "nas_list",
         "import_begin",
         "import_chunk",
         "import_commit",
@@ -280,6 +296,12 @@ impl Response {
 pub struct Pong {
     pub version: String,
     pub timezone: String,
+    /// Where RADIUS authentication is served (the bound address).
+    #[serde(default)]
+    pub radius_auth: Option<String>,
+    /// Where RADIUS accounting is served.
+    #[serde(default)]
+    pub radius_acct: Option<String>,
 }
 
 /// `contract show`: the contract summary ("resumo do contrato").

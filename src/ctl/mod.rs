@@ -103,8 +103,27 @@ enum Command {
         #[arg(long)]
         skip_invalid: bool,
     },
-    /// Check that the daemon answers.
+    /// Sessions reported by RADIUS accounting, newest first.
+    Sessions {
+        #[arg(long, value_name = "ID")]
+        contract: Option<String>,
+        /// Only sessions still online.
+        #[arg(long)]
+        online: bool,
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// The NAS clients (BRAS) liberad serves.
+    #[command(subcommand)]
+    Nas(NasCommand),
+    /// Check that the daemon answers; shows where RADIUS listens.
     Ping,
+}
+
+#[derive(Subcommand, Debug)]
+enum NasCommand {
+    /// The configured NAS clients (no secrets) and their request counters.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -327,6 +346,16 @@ fn request_for(command: &Command, operator: Option<String>) -> Result<Request, S
             operator,
         },
         Command::Ping => Request::Ping,
+        Command::Sessions {
+            contract,
+            online,
+            limit,
+        } => Request::Sessions {
+            contract: contract.clone(),
+            online: *online,
+            limit: *limit,
+        },
+        Command::Nas(NasCommand::List) => Request::NasList,
         Command::Import { .. } => return Err("import is sent in pieces".to_owned()),
     })
 }

@@ -5,10 +5,11 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::de::DeserializeOwned;
 
-use super::{Command, ContractCommand, LoginCommand, ParamsCommand};
-use crate::admin::protocol::{ContractSummary, ImportReport, ParamsView, Response, code};
+use super::{Command, ContractCommand, LoginCommand, NasCommand, ParamsCommand};
+use crate::admin::protocol::{ContractSummary, ImportReport, ParamsView, Pong, Response, code};
 use crate::import::RejectedRow;
-use crate::model::{AuditEntry, Contract, Login, Release};
+use crate::model::{AuditEntry, Contract, Login, Release, Session};
+use crate::radius::server::NasReport;
 
 pub struct View<'a> {
     pub json: bool,
@@ -65,6 +66,19 @@ impl View<'_> {
                     )
                 })
             }
+            Command::Sessions { .. } => {
+                data::<Vec<Session>>(response).map(|list| sessions(&list, tz))
+            }
+            Command::Nas(NasCommand::List) => data::<NasReport>(response).map(|r| nas(&r)),
+            Command::Ping => data::<Pong>(response).map(|p| {
+                format!(
+                    "{message}: version {}, time zone {}, RADIUS auth {}, accounting {}\n",
+                    p.version,
+                    p.timezone,
+                    p.radius_auth.as_deref().unwrap_or("-"),
+                    p.radius_acct.as_deref().unwrap_or("-")
+                )
+            }),
             Command::Import { .. } => data::<ImportReport>(response)
                 .map(|r| format!("{message}\n{}", rejected_rows(&r.rejected))),
             _ => None,
@@ -246,6 +260,91 @@ fn audit(list: &[AuditEntry], tz: Tz) -> String {
                 ]
             })
             .collect(),
+    )
+}
+
+fn sessions(list: &[Session], tz: Tz) -> String {
+    table(
+        &[
+            "USER",
+            "CONTRACT",
+            "NAS",
+            "IP",
+            "STARTED",
+            "STATUS",
+            "IN",
+            "OUT",
+            "SESSION-ID",
+        ],
+        list.iter()
+            .map(|s| {
+                let status = match (s.stopped_at, &s.terminate_cause) {
+                    (None, _) => "online".to_owned(),
+                    (Some(at), Some(cause)) => format!("stopped {} ({cause})", time(at, tz)),
+                    (Some(at), None) => format!("stopped {}", time(at, tz)),
+                };
+                vec![
+                    s.username.clone(),
+                    s.contract_id.clone().unwrap_or_else(|| "-".into()),
+                    s.nas_name.clone(),
+                    s.framed_ip_address.clone().unwrap_or_else(|| "-".into()),
+                    time(s.started_at, tz),
+                    status,
+                    s.input_octets.to_string(),
+                    s.output_octets.to_string(),
+                    s.acct_session_id.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn nas(report: &NasReport) -> String {
+    let drops = |c: &crate::radius::stats::CounterSnapshot| {
+        if c.drops.is_empty() {
+            "0".to_owned()
+        } else {
+            c.drops
+                .iter()
+                .map(|(reason, n)| format!("{reason}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    let mut rows: Vec<Vec<String>> = report
+        .nas
+        .iter()
+        .map(|n| {
+            let c = &n.counters;
+            vec![
+                n.name.clone(),
+                n.address.clone(),
+                format!("{:?}", n.coa_mode).to_lowercase(),
+                n.coa_port.to_string(),
+                c.access_requests.to_string(),
+                c.accepts.to_string(),
+                c.rejects.to_string(),
+                c.accounting_requests.to_string(),
+                drops(c),
+            ]
+        })
+        .collect();
+    rows.push(vec![
+        "(unknown)".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        drops(&report.unknown_clients),
+    ]);
+    table(
+        &[
+            "NAS", "ADDRESS", "COA-MODE", "COA-PORT", "AUTH", "ACCEPT", "REJECT", "ACCT", "DROPPED",
+        ],
+        rows,
     )
 }
 

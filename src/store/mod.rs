@@ -16,8 +16,8 @@ use chrono_tz::Tz;
 
 use crate::config::DatabaseUrl;
 use crate::import::ImportPlan;
-use crate::model::Release;
-use crate::model::{Actor, AuditEntry, Contract, Login, ReplyAttribute};
+
+use crate::model::{Actor, AuditEntry, Contract, Login, Release, ReplyAttribute, Session};
 use crate::policy::{ContractState, Grant, ParameterError, Parameters, Refusal};
 
 /// Why a store operation did not happen.
@@ -108,6 +108,62 @@ pub struct ImportCounts {
     pub logins_unchanged: u64,
 }
 
+/// What the RADIUS server needs to decide an Access-Request for a login.
+#[derive(Clone, Debug)]
+pub struct AuthRecord {
+    pub username: String,
+    pub password: String,
+    pub contract_id: String,
+    pub state: ContractState,
+    /// End of the contract's release not yet recorded as ended, if any.
+    pub open_release_ends_at: Option<DateTime<Utc>>,
+    pub reply: Vec<ReplyAttribute>,
+}
+
+/// What an accounting packet says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountingKind {
+    Start,
+    Interim,
+    Stop,
+    /// Accounting-On: the NAS (re)started; none of its sessions survive.
+    On,
+    /// Accounting-Off: the NAS is stopping; all its sessions end.
+    Off,
+}
+
+/// One accounting packet's worth of change to the sessions table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountingEvent {
+    pub kind: AccountingKind,
+    /// When it happened (arrival minus Acct-Delay-Time).
+    pub at: DateTime<Utc>,
+    pub nas_name: String,
+    pub nas_identity: String,
+    pub nas_address: String,
+    pub nas_ip_address: Option<String>,
+    pub nas_identifier: Option<String>,
+    pub username: String,
+    pub acct_session_id: String,
+    pub framed_ip_address: Option<String>,
+    pub calling_station_id: Option<String>,
+    pub nas_port_id: Option<String>,
+    pub session_time: Option<u32>,
+    pub input_octets: u64,
+    pub output_octets: u64,
+    pub terminate_cause: Option<String>,
+}
+
+impl AccountingEvent {
+    /// The key of the session among the open ones.
+    pub fn session_key(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.nas_name, self.nas_identity, self.acct_session_id
+        )
+    }
+}
+
 /// The store interface. SQLite implements it now; a PostgreSQL
 /// implementation must give the same answers to the same calls.
 #[async_trait]
@@ -187,6 +243,19 @@ pub trait Store: Send + Sync {
 
     /// Audit entries, newest first.
     async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// The login, its password and its contract's state, for RADIUS.
+    async fn auth_lookup(&self, username: &str) -> Result<Option<AuthRecord>, StoreError>;
+    /// Applies accounting events to the sessions table, all in one
+    /// transaction: when it returns, they are durable.
+    async fn record_accounting(&self, events: &[AccountingEvent]) -> Result<(), StoreError>;
+    /// Sessions, newest first.
+    async fn sessions(
+        &self,
+        contract_id: Option<&str>,
+        online_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError>;
 
     /// Applies the valid rows of an import in one transaction.
     async fn import(

@@ -18,11 +18,13 @@ use sqlx::sqlite::{
 use sqlx::{Row, Transaction};
 
 use super::{
-    ContractRecord, ImportCounts, NewContract, NewLogin, ReleaseRequest, StateChange, Store,
-    StoreError,
+    AccountingEvent, AccountingKind, AuthRecord, ContractRecord, ImportCounts, NewContract,
+    NewLogin, ReleaseRequest, StateChange, Store, StoreError,
 };
 use crate::import::ImportPlan;
-use crate::model::{Actor, AuditEntry, Contract, EndReason, Login, Release, ReplyAttribute};
+use crate::model::{
+    Actor, AuditEntry, Contract, EndReason, Login, Release, ReplyAttribute, Session,
+};
 use crate::policy::{self, ContractFacts, ContractState, Grant, Parameters};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -37,6 +39,10 @@ const LOGIN_COLUMNS: &str = "username, contract_id, reply, created_at, updated_a
 const RELEASE_COLUMNS: &str = "id, contract_id, started_at, ends_at, operator, reason, actor_uid, \
      ended_at, end_reason, ended_by, end_note";
 const AUDIT_COLUMNS: &str = "id, at, actor_uid, operator, action, contract_id, detail, outcome";
+const SESSION_COLUMNS: &str = "id, nas_name, nas_identity, nas_address, nas_ip_address, \
+     nas_identifier, username, contract_id, acct_session_id, framed_ip_address, \
+     calling_station_id, nas_port_id, started_at, updated_at, stopped_at, session_time, \
+     input_octets, output_octets, terminate_cause";
 
 /// liberad's state in one SQLite file.
 pub struct SqliteStore {
@@ -472,6 +478,62 @@ impl Store for SqliteStore {
         rows.iter().map(audit_from).collect()
     }
 
+    async fn auth_lookup(&self, username: &str) -> Result<Option<AuthRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT l.username, l.password, l.reply, l.contract_id, c.state, \
+               (SELECT r.ends_at FROM releases r \
+                 WHERE r.contract_id = c.id AND r.ended_at IS NULL) AS open_ends_at \
+             FROM logins l JOIN contracts c ON c.id = l.contract_id \
+             WHERE l.username = ?1",
+        )
+        .bind(username)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(AuthRecord {
+            username: row.try_get("username")?,
+            password: row.try_get("password")?,
+            contract_id: row.try_get("contract_id")?,
+            state: column_state(&row)?,
+            open_release_ends_at: column_optional_instant(&row, "open_ends_at")?,
+            reply: parse_reply(&row.try_get::<String, _>("reply")?)?,
+        }))
+    }
+
+    async fn record_accounting(&self, events: &[AccountingEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for event in events {
+            apply_accounting(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn sessions(
+        &self,
+        contract_id: Option<&str>,
+        online_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions \
+             WHERE (?1 IS NULL OR contract_id = ?1) AND (?2 = 0 OR stopped_at IS NULL) \
+             ORDER BY started_at DESC, id DESC LIMIT ?3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(contract_id)
+            .bind(online_only)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(session_from).collect()
+    }
+
     async fn import(
         &self,
         plan: &ImportPlan,
@@ -587,6 +649,116 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(counts)
     }
+}
+
+/// Applies one accounting event inside a write transaction.
+async fn apply_accounting(
+    conn: &mut SqliteConnection,
+    event: &AccountingEvent,
+) -> Result<(), StoreError> {
+    let at = event.at.timestamp();
+    if matches!(event.kind, AccountingKind::On | AccountingKind::Off) {
+        let cause = if event.kind == AccountingKind::On {
+            "NAS-Reboot"
+        } else {
+            "NAS-Request"
+        };
+        sqlx::query(
+            "UPDATE sessions SET stopped_at = ?1, updated_at = ?1, terminate_cause = ?2 \
+             WHERE nas_name = ?3 AND nas_identity = ?4 AND stopped_at IS NULL",
+        )
+        .bind(at)
+        .bind(cause)
+        .bind(&event.nas_name)
+        .bind(&event.nas_identity)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
+    let key = event.session_key();
+    let stopped_at = (event.kind == AccountingKind::Stop).then_some(at);
+    let open: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM sessions WHERE session_key = ?1 AND stopped_at IS NULL")
+            .bind(&key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(id) = open {
+        sqlx::query(
+            "UPDATE sessions SET updated_at = ?2, stopped_at = ?3, \
+               framed_ip_address = COALESCE(?4, framed_ip_address), \
+               calling_station_id = COALESCE(?5, calling_station_id), \
+               nas_port_id = COALESCE(?6, nas_port_id), \
+               session_time = COALESCE(?7, session_time), \
+               input_octets = MAX(input_octets, ?8), output_octets = MAX(output_octets, ?9), \
+               terminate_cause = COALESCE(?10, terminate_cause) \
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(stopped_at)
+        .bind(&event.framed_ip_address)
+        .bind(&event.calling_station_id)
+        .bind(&event.nas_port_id)
+        .bind(event.session_time.map(i64::from))
+        .bind(octets(event.input_octets))
+        .bind(octets(event.output_octets))
+        .bind(&event.terminate_cause)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
+    if event.kind != AccountingKind::Start {
+        // An Interim or Stop for a session already closed is late or a
+        // repeat: the closed record stands.
+        let closed: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM sessions WHERE session_key = ?1 LIMIT 1")
+                .bind(&key)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if closed.is_some() {
+            return Ok(());
+        }
+    }
+    // An Interim or Stop without a Start: the session began session_time ago.
+    let started_at = match event.kind {
+        AccountingKind::Start => at,
+        _ => at - i64::from(event.session_time.unwrap_or(0)),
+    };
+    sqlx::query(
+        "INSERT INTO sessions (session_key, nas_name, nas_identity, nas_address, \
+           nas_ip_address, nas_identifier, username, contract_id, acct_session_id, \
+           framed_ip_address, calling_station_id, nas_port_id, started_at, updated_at, \
+           stopped_at, session_time, input_octets, output_octets, terminate_cause) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+           (SELECT contract_id FROM logins WHERE username = ?7), \
+           ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )
+    .bind(&key)
+    .bind(&event.nas_name)
+    .bind(&event.nas_identity)
+    .bind(&event.nas_address)
+    .bind(&event.nas_ip_address)
+    .bind(&event.nas_identifier)
+    .bind(&event.username)
+    .bind(&event.acct_session_id)
+    .bind(&event.framed_ip_address)
+    .bind(&event.calling_station_id)
+    .bind(&event.nas_port_id)
+    .bind(started_at)
+    .bind(at)
+    .bind(stopped_at)
+    .bind(event.session_time.map(i64::from))
+    .bind(octets(event.input_octets))
+    .bind(octets(event.output_octets))
+    .bind(&event.terminate_cause)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Octet counters as SQLite integers (which are signed).
+fn octets(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Sets a contract's state inside a write transaction, ending its running
@@ -892,16 +1064,19 @@ fn contract_from(row: &SqliteRow) -> Result<Contract, StoreError> {
     })
 }
 
-fn login_from(row: &SqliteRow) -> Result<Login, StoreError> {
-    let reply: String = row.try_get("reply")?;
-    let reply = reply
-        .lines()
+/// Reply attributes stored one `Name = value` per line.
+fn parse_reply(text: &str) -> Result<Vec<ReplyAttribute>, StoreError> {
+    text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             l.parse::<ReplyAttribute>()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+fn login_from(row: &SqliteRow) -> Result<Login, StoreError> {
+    let reply = parse_reply(&row.try_get::<String, _>("reply")?)?;
     Ok(Login {
         username: row.try_get("username")?,
         contract_id: row.try_get("contract_id")?,
@@ -928,6 +1103,36 @@ fn release_from(row: &SqliteRow) -> Result<Release, StoreError> {
         end_reason,
         ended_by: row.try_get("ended_by")?,
         end_note: row.try_get("end_note")?,
+    })
+}
+
+fn session_from(row: &SqliteRow) -> Result<Session, StoreError> {
+    let counter = |column: &str| -> Result<u64, StoreError> {
+        let n: i64 = row.try_get(column)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    Ok(Session {
+        id: row.try_get("id")?,
+        nas_name: row.try_get("nas_name")?,
+        nas_identity: row.try_get("nas_identity")?,
+        nas_address: row.try_get("nas_address")?,
+        nas_ip_address: row.try_get("nas_ip_address")?,
+        nas_identifier: row.try_get("nas_identifier")?,
+        username: row.try_get("username")?,
+        contract_id: row.try_get("contract_id")?,
+        acct_session_id: row.try_get("acct_session_id")?,
+        framed_ip_address: row.try_get("framed_ip_address")?,
+        calling_station_id: row.try_get("calling_station_id")?,
+        nas_port_id: row.try_get("nas_port_id")?,
+        started_at: column_instant(row, "started_at")?,
+        updated_at: column_instant(row, "updated_at")?,
+        stopped_at: column_optional_instant(row, "stopped_at")?,
+        session_time: row
+            .try_get::<Option<i64>, _>("session_time")?
+            .and_then(|t| u32::try_from(t).ok()),
+        input_octets: counter("input_octets")?,
+        output_octets: counter("output_octets")?,
+        terminate_cause: row.try_get("terminate_cause")?,
     })
 }
 

@@ -30,8 +30,36 @@ pub struct Daemon {
     _temp: Option<tempfile::TempDir>,
 }
 
-/// The configuration the tests run with: everything under `dir`.
-pub fn config_text(dir: &Path, name: &str, database: &Path, extra: &str) -> String {
+/// The secret of the test NAS (127.0.0.1).
+pub const SECRET: &str = "testing123";
+
+/// Profiles as in the example configuration: blocked customers accepted
+/// into a pool and address list.
+pub const PROFILES: &str = r#"
+[profiles.active]
+login_reply = true
+[profiles.reduced]
+reply = ["Mikrotik-Rate-Limit = 2M/2M"]
+login_reply = false
+[profiles.blocked]
+action = "accept"
+reply = ["Framed-Pool = bloqueados", "Mikrotik-Address-List = bloqueados"]
+login_reply = false
+"#;
+
+/// The configuration the tests run with: everything under `dir`, RADIUS on
+/// loopback ports the system picks, one NAS (127.0.0.1, [`SECRET`]).
+/// `admin_extra` goes into `[admin]`; `extra` is appended (more `[[nas]]`,
+/// profiles; [`PROFILES`] when empty).
+pub fn config_text(
+    dir: &Path,
+    name: &str,
+    database: &Path,
+    admin_extra: &str,
+    extra: &str,
+) -> String {
+    let dictionaries = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dictionaries");
+    let extra = if extra.is_empty() { PROFILES } else { extra };
     format!(
         r#"timezone = "America/Sao_Paulo"
 state_dir = "{state}"
@@ -39,13 +67,23 @@ state_dir = "{state}"
 url = "sqlite://{db}"
 [admin]
 socket = "{socket}"
-{extra}
+{admin_extra}
 [log]
 level = "debug"
+[radius]
+auth_listen = "127.0.0.1:0"
+acct_listen = "127.0.0.1:0"
+dictionaries = ["{dictionaries}/dictionary.mikrotik"]
+[[nas]]
+name = "test"
+address = "127.0.0.1"
+secret = "{SECRET}"
+{extra}
 "#,
         state = dir.join(format!("{name}-state")).display(),
         db = database.display(),
         socket = dir.join(format!("{name}.sock")).display(),
+        dictionaries = dictionaries.display(),
     )
 }
 
@@ -57,18 +95,33 @@ impl Daemon {
 
     /// Starts a daemon with extra lines in its `[admin]` section.
     pub fn start_with(admin_extra: &str) -> Daemon {
+        Daemon::start_configured(admin_extra, "")
+    }
+
+    /// Starts a daemon with extra `[admin]` lines and extra sections.
+    pub fn start_configured(admin_extra: &str, extra: &str) -> Daemon {
         let temp = tempfile::tempdir().expect("temporary directory");
         let dir = temp.path().to_owned();
-        let mut daemon = Daemon::start_in(&dir, "a", &dir.join("liberad.db"), admin_extra);
+        let mut daemon = Daemon::start_in(&dir, "a", &dir.join("liberad.db"), admin_extra, extra);
         daemon._temp = Some(temp);
         daemon
     }
 
     /// Starts a daemon named `name` in `dir` on the database file `database`
     /// (several daemons may share one).
-    pub fn start_in(dir: &Path, name: &str, database: &Path, admin_extra: &str) -> Daemon {
+    pub fn start_in(
+        dir: &Path,
+        name: &str,
+        database: &Path,
+        admin_extra: &str,
+        extra: &str,
+    ) -> Daemon {
         let config = dir.join(format!("{name}.toml"));
-        std::fs::write(&config, config_text(dir, name, database, admin_extra)).unwrap();
+        std::fs::write(
+            &config,
+            config_text(dir, name, database, admin_extra, extra),
+        )
+        .unwrap();
         let mut daemon = Daemon {
             child: None,
             dir: dir.to_owned(),
@@ -186,6 +239,18 @@ impl Daemon {
             )
         });
         (code, value)
+    }
+
+    /// Where the daemon serves RADIUS authentication and accounting.
+    pub fn radius_addresses(&self) -> (std::net::SocketAddr, std::net::SocketAddr) {
+        let pong = self.request(r#"{"cmd":"ping"}"#);
+        let address = |key: &str| {
+            pong["data"][key]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {pong}"))
+        };
+        (address("radius_auth"), address("radius_acct"))
     }
 
     /// Opens a raw connection to the admin socket.

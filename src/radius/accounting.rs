@@ -1,0 +1,179 @@
+//! Accounting-Request: what the NAS reports about sessions, read with the
+//! `radius` crate's RFC helpers, and the writer that batches those reports
+//! into store transactions so that a burst never waits on a locked database.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use radius::core::packet::Packet;
+use radius::core::{rfc2865, rfc2866, rfc2869};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+
+use super::packet::Checked;
+use super::settings::NasClient;
+use crate::store::{AccountingEvent, AccountingKind, Store};
+
+/// Most events written in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// What an Accounting-Request asks of the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// A change to record before answering.
+    Event(Box<AccountingEvent>),
+    /// Nothing to record (answered all the same, so the NAS stops
+    /// retrying), and why.
+    Ignored(&'static str),
+}
+
+/// Reads an Accounting-Request that passed the receive checks.
+pub fn report(
+    request: &Checked<'_>,
+    nas: &NasClient,
+    source: IpAddr,
+    now: DateTime<Utc>,
+) -> Report {
+    let Ok(packet) = Packet::decode(request.bytes, &nas.secret) else {
+        return Report::Ignored("the packet does not decode");
+    };
+    let kind = match rfc2866::lookup_acct_status_type(&packet) {
+        Some(Ok(rfc2866::ACCT_STATUS_TYPE_START)) => AccountingKind::Start,
+        Some(Ok(rfc2866::ACCT_STATUS_TYPE_STOP)) => AccountingKind::Stop,
+        Some(Ok(rfc2866::ACCT_STATUS_TYPE_INTERIM_UPDATE)) => AccountingKind::Interim,
+        Some(Ok(rfc2866::ACCT_STATUS_TYPE_ACCOUNTING_ON)) => AccountingKind::On,
+        Some(Ok(rfc2866::ACCT_STATUS_TYPE_ACCOUNTING_OFF)) => AccountingKind::Off,
+        Some(Ok(_)) => return Report::Ignored("an Acct-Status-Type liberad does not record"),
+        Some(Err(_)) | None => return Report::Ignored("no valid Acct-Status-Type"),
+    };
+    let text =
+        |found: Option<Result<String, _>>| found.and_then(Result::ok).filter(|s| !s.is_empty());
+    let number = |found: Option<Result<u32, _>>| found.and_then(Result::ok);
+    let nas_ip_address = rfc2865::lookup_nas_ip_address(&packet)
+        .and_then(Result::ok)
+        .map(|ip| ip.to_string());
+    let nas_identifier = text(rfc2865::lookup_nas_identifier(&packet));
+    let nas_identity = nas_identifier
+        .clone()
+        .or_else(|| nas_ip_address.clone())
+        .unwrap_or_else(|| source.to_canonical().to_string());
+    let username = text(rfc2865::lookup_user_name(&packet));
+    let acct_session_id = text(rfc2866::lookup_acct_session_id(&packet));
+    let (username, acct_session_id) = match kind {
+        AccountingKind::On | AccountingKind::Off => (
+            username.unwrap_or_default(),
+            acct_session_id.unwrap_or_default(),
+        ),
+        _ => match (username, acct_session_id) {
+            (Some(u), Some(s)) => (u, s),
+            _ => return Report::Ignored("no User-Name or Acct-Session-Id"),
+        },
+    };
+    let delay = number(rfc2866::lookup_acct_delay_time(&packet)).unwrap_or(0);
+    let octets = |low: Option<u32>, high: Option<u32>| {
+        (u64::from(high.unwrap_or(0)) << 32) | u64::from(low.unwrap_or(0))
+    };
+    Report::Event(Box::new(AccountingEvent {
+        kind,
+        at: now - chrono::Duration::seconds(i64::from(delay)),
+        nas_name: nas.name.clone(),
+        nas_identity,
+        nas_address: source.to_canonical().to_string(),
+        nas_ip_address,
+        nas_identifier,
+        username,
+        acct_session_id,
+        framed_ip_address: rfc2865::lookup_framed_ip_address(&packet)
+            .and_then(Result::ok)
+            .map(|ip| ip.to_string()),
+        calling_station_id: text(rfc2865::lookup_calling_station_id(&packet)),
+        nas_port_id: text(rfc2869::lookup_nas_port_id(&packet)),
+        session_time: number(rfc2866::lookup_acct_session_time(&packet)),
+        input_octets: octets(
+            number(rfc2866::lookup_acct_input_octets(&packet)),
+            number(rfc2869::lookup_acct_input_gigawords(&packet)),
+        ),
+        output_octets: octets(
+            number(rfc2866::lookup_acct_output_octets(&packet)),
+            number(rfc2869::lookup_acct_output_gigawords(&packet)),
+        ),
+        terminate_cause: number(rfc2866::lookup_acct_terminate_cause(&packet))
+            .map(terminate_cause_name),
+    }))
+}
+
+/// The RFC 2866 name of an Acct-Terminate-Cause.
+fn terminate_cause_name(cause: u32) -> String {
+    let name = match cause {
+        1 => "User-Request",
+        2 => "Lost-Carrier",
+        3 => "Lost-Service",
+        4 => "Idle-Timeout",
+        5 => "Session-Timeout",
+        6 => "Admin-Reset",
+        7 => "Admin-Reboot",
+        8 => "Port-Error",
+        9 => "NAS-Error",
+        10 => "NAS-Request",
+        11 => "NAS-Reboot",
+        12 => "Port-Unneeded",
+        13 => "Port-Preempted",
+        14 => "Port-Suspended",
+        15 => "Service-Unavailable",
+        16 => "Callback",
+        17 => "User-Error",
+        18 => "Host-Request",
+        other => return other.to_string(),
+    };
+    name.to_owned()
+}
+
+struct Job {
+    event: AccountingEvent,
+    durable: oneshot::Sender<bool>,
+}
+
+/// Hands accounting events to a single writer task that groups whatever is
+/// waiting into one transaction.
+#[derive(Clone)]
+pub struct AccountingWriter {
+    queue: mpsc::Sender<Job>,
+}
+
+impl AccountingWriter {
+    /// Starts the writer; it stops once every handle is dropped and what
+    /// was queued is written.
+    pub fn start(store: Arc<dyn Store>, capacity: usize, tasks: &TaskTracker) -> AccountingWriter {
+        let (queue, jobs) = mpsc::channel(capacity.max(1));
+        tasks.spawn(write_batches(store, jobs));
+        AccountingWriter { queue }
+    }
+
+    /// Records an event; true once it is durable in the store.
+    pub async fn record(&self, event: AccountingEvent) -> bool {
+        let (durable, done) = oneshot::channel();
+        if self.queue.send(Job { event, durable }).await.is_err() {
+            return false;
+        }
+        done.await.unwrap_or(false)
+    }
+}
+
+async fn write_batches(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (events, waiting): (Vec<AccountingEvent>, Vec<oneshot::Sender<bool>>) =
+            batch.drain(..).map(|job| (job.event, job.durable)).unzip();
+        let written = match store.record_accounting(&events).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, events = events.len(), "accounting not recorded; the NAS will retry");
+                false
+            }
+        };
+        for sender in waiting {
+            let _ = sender.send(written);
+        }
+    }
+}

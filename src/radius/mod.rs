@@ -1,0 +1,22 @@
+//! The RADIUS side of liberad: what a BRAS/NAS talks to.
+//!
+//! - [`packet`]: receive checks, signatures, packet encoding (pure);
+//! - [`dictionary`]: FreeRADIUS-format dictionaries, `Name = value` on the wire;
+//! - [`settings`]: the RADIUS configuration compiled (NAS clients, profiles);
+//! - [`auth`]: Access-Request decisions and replies (pure);
+//! - [`accounting`]: Accounting-Request reports and the batching writer;
+//! - [`cache`]: the duplicate / retransmission cache;
+//! - [`stats`]: per-NAS counters;
+//! - [`server`]: the UDP loops that tie them together.
+
+pub mod accounting;
+pub mod auth;
+pub mod cache;
+pub mod dictionary;
+pub mod packet;
+pub mod server;
+pub mod settings;
+pub mod stats;
+
+pub use server::{RadiusServer, Sockets};
+pub use settings::Settings;

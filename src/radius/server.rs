@@ -1,0 +1,391 @@
+//! The RADIUS listeners: one tokio UDP loop per port around the pure parts
+//! ([`super::packet`], [`super::auth`], [`super::accounting`]).
+//!
+//! A datagram goes through, in order: the NAS lookup by source address, the
+//! receive checks, the duplicate cache, and a free processing slot; only
+//! then is a task spawned for it. Every failure is a silent drop, counted by
+//! reason. Nothing queues without bound: with no free slot, the packet is
+//! dropped (the NAS retransmits).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::accounting::{self, AccountingWriter, Report};
+use super::auth::{self, Decision};
+use super::cache::{Key, ReplyCache, Seen};
+use super::packet::{self, Checked, DropReason, Port, code};
+use super::settings::{NasClient, Settings};
+use super::stats::{CounterSnapshot, Counters, Event};
+use crate::clock::Clock;
+use crate::config::{CoaMode, RadiusConfig};
+use crate::store::Store;
+
+/// Receive buffer per datagram: the largest RADIUS packet.
+const RECEIVE_BUFFER: usize = packet::MAX_PACKET;
+/// At most one "unknown client" log line this often.
+const UNKNOWN_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Requests tracked by each duplicate cache.
+const CACHE_CAPACITY: usize = 1 << 20;
+
+/// The bound RADIUS sockets.
+pub struct Sockets {
+    pub auth: Arc<UdpSocket>,
+    pub acct: Arc<UdpSocket>,
+}
+
+impl Sockets {
+    /// Binds both listeners with the configured receive buffer.
+    pub fn bind(config: &RadiusConfig) -> io::Result<Sockets> {
+        let bind = |address: SocketAddr| {
+            bind_udp(address, config.recv_buffer_bytes)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))
+        };
+        Ok(Sockets {
+            auth: Arc::new(bind(config.auth_listen)?),
+            acct: Arc::new(bind(config.acct_listen)?),
+        })
+    }
+}
+
+fn bind_udp(address: SocketAddr, recv_buffer: Option<usize>) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    if address.is_ipv6() {
+        // [::] takes IPv4 too.
+        socket.set_only_v6(false)?;
+    }
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// A configured NAS and its counters, as `nas list` shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NasView {
+    pub name: String,
+    pub address: String,
+    pub require_message_authenticator: bool,
+    pub coa_port: u16,
+    pub coa_mode: CoaMode,
+    pub counters: CounterSnapshot,
+}
+
+/// All NAS clients, and what came from addresses that are none of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NasReport {
+    pub nas: Vec<NasView>,
+    pub unknown_clients: CounterSnapshot,
+}
+
+struct UnknownLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+/// The RADIUS server: settings, store, and the state its loops share.
+pub struct RadiusServer {
+    settings: Arc<Settings>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    accounting: AccountingWriter,
+    counters: HashMap<String, Arc<Counters>>,
+    unknown: Counters,
+    unknown_log: Mutex<UnknownLog>,
+    slots: Arc<Semaphore>,
+    auth_cache: Mutex<ReplyCache>,
+    acct_cache: Mutex<ReplyCache>,
+}
+
+impl RadiusServer {
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        tasks: &TaskTracker,
+    ) -> RadiusServer {
+        let counters = settings
+            .nas
+            .iter()
+            .map(|nas| (nas.name.clone(), Arc::new(Counters::default())))
+            .collect();
+        let cache = || Mutex::new(ReplyCache::new(settings.duplicate_window, CACHE_CAPACITY));
+        RadiusServer {
+            accounting: AccountingWriter::start(Arc::clone(&store), settings.max_in_flight, tasks),
+            counters,
+            unknown: Counters::default(),
+            unknown_log: Mutex::new(UnknownLog {
+                last: None,
+                suppressed: 0,
+            }),
+            slots: Arc::new(Semaphore::new(settings.max_in_flight)),
+            auth_cache: cache(),
+            acct_cache: cache(),
+            settings,
+            store,
+            clock,
+        }
+    }
+
+    /// Serves one socket until `shutdown`; request tasks go on `tasks`.
+    pub async fn serve(
+        self: Arc<Self>,
+        socket: Arc<UdpSocket>,
+        port: Port,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) {
+        let mut buffer = vec![0u8; RECEIVE_BUFFER];
+        loop {
+            let received = tokio::select! {
+                () = shutdown.cancelled() => break,
+                received = socket.recv_from(&mut buffer) => received,
+            };
+            match received {
+                Ok((length, source)) => {
+                    let datagram = buffer.get(..length).unwrap_or_default();
+                    self.receive(datagram, source, port, &socket, &tasks);
+                }
+                // ICMP errors surface here on some systems; the socket
+                // itself is fine.
+                Err(e) => tracing::debug!(port = port.as_str(), error = %e, "receive failed"),
+            }
+        }
+    }
+
+    /// Everything that happens to a datagram before it gets a task.
+    fn receive(
+        self: &Arc<Self>,
+        datagram: &[u8],
+        source: SocketAddr,
+        port: Port,
+        socket: &Arc<UdpSocket>,
+        tasks: &TaskTracker,
+    ) {
+        let Some(nas) = self.settings.nas.lookup(source.ip()) else {
+            self.unknown.count(Event::Drop(DropReason::UnknownClient));
+            self.log_unknown(source);
+            return;
+        };
+        let counters = self.counters_of(nas);
+        let request = match packet::check(
+            datagram,
+            port,
+            &nas.secret,
+            nas.require_message_authenticator,
+        ) {
+            Ok(request) => request,
+            Err(reason) => {
+                counters.count(Event::Drop(reason));
+                tracing::debug!(nas = %nas.name, %source, reason = reason.as_str(), "packet dropped");
+                return;
+            }
+        };
+        counters.count(match request.code {
+            code::ACCESS_REQUEST => Event::AccessRequest,
+            code::ACCOUNTING_REQUEST => Event::AccountingRequest,
+            _ => Event::StatusServer,
+        });
+        let key = Key {
+            source,
+            identifier: request.identifier,
+            authenticator: request.authenticator,
+        };
+        match self.cache(port).begin(key, Instant::now()) {
+            Seen::New => {}
+            Seen::InProgress => {
+                counters.count(Event::Duplicate);
+                return;
+            }
+            Seen::Answered(reply) => {
+                counters.count(Event::Duplicate);
+                // Best effort: if the socket is full, the NAS asks again.
+                let _ = socket.try_send_to(&reply, source);
+                return;
+            }
+        }
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            self.cache(port).abandon(key);
+            counters.count(Event::Drop(DropReason::Overloaded));
+            return;
+        };
+        let owned = request.to_owned_request();
+        let server = Arc::clone(self);
+        let socket = Arc::clone(socket);
+        let nas = Arc::clone(nas);
+        tasks.spawn(async move {
+            let reply = server
+                .answer(port, &nas, owned.view(), source, &counters)
+                .await;
+            match reply {
+                Some(bytes) => {
+                    server
+                        .cache(port)
+                        .finish(key, bytes.clone(), Instant::now());
+                    if let Err(e) = socket.send_to(&bytes, source).await {
+                        tracing::warn!(nas = %nas.name, %source, error = %e, "reply not sent");
+                    }
+                }
+                None => {
+                    server.cache(port).abandon(key);
+                    counters.count(Event::Drop(DropReason::NotAnswered));
+                }
+            }
+            drop(slot);
+        });
+    }
+
+    /// Processes one checked request; `None` leaves it unanswered.
+    async fn answer(
+        &self,
+        port: Port,
+        nas: &NasClient,
+        request: Checked<'_>,
+        source: SocketAddr,
+        counters: &Counters,
+    ) -> Option<Vec<u8>> {
+        match request.code {
+            code::STATUS_SERVER => {
+                let reply_code = match port {
+                    Port::Auth => code::ACCESS_ACCEPT,
+                    Port::Acct => code::ACCOUNTING_RESPONSE,
+                };
+                packet::reply_packet(&request, reply_code, &nas.secret, true, &[])
+            }
+            code::ACCESS_REQUEST => self.authenticate(nas, &request, counters).await,
+            code::ACCOUNTING_REQUEST => {
+                match accounting::report(&request, nas, source.ip(), self.clock.now()) {
+                    Report::Event(event) => {
+                        if !self.accounting.record(*event).await {
+                            return None;
+                        }
+                    }
+                    Report::Ignored(why) => {
+                        tracing::info!(nas = %nas.name, %source, why, "accounting request not recorded");
+                    }
+                }
+                counters.count(Event::AccountingResponse);
+                packet::reply_packet(&request, code::ACCOUNTING_RESPONSE, &nas.secret, false, &[])
+            }
+            _ => None,
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        nas: &NasClient,
+        request: &Checked<'_>,
+        counters: &Counters,
+    ) -> Option<Vec<u8>> {
+        let username = auth::username(request);
+        let record = match username {
+            Some(name) => match self.store.auth_lookup(name).await {
+                Ok(record) => record,
+                Err(e) => {
+                    // No answer rather than a wrong one: the NAS retries
+                    // or fails over to its secondary server.
+                    tracing::error!(nas = %nas.name, user = name, error = %e, "login lookup failed");
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let decision = auth::decide(
+            &self.settings,
+            request,
+            &nas.secret,
+            record.as_ref(),
+            self.clock.now(),
+        );
+        match &decision {
+            Decision::Accept { profile, .. } => {
+                counters.count(Event::Accept);
+                tracing::debug!(nas = %nas.name, user = username, profile = profile.as_str(), "Access-Accept");
+            }
+            Decision::Reject(reason) => {
+                counters.count(Event::Reject);
+                tracing::info!(nas = %nas.name, user = username, reason = reason.as_str(), "Access-Reject");
+            }
+        }
+        auth::reply(&self.settings, request, &nas.secret, &decision)
+    }
+
+    fn cache(&self, port: Port) -> std::sync::MutexGuard<'_, ReplyCache> {
+        let cache = match port {
+            Port::Auth => &self.auth_cache,
+            Port::Acct => &self.acct_cache,
+        };
+        cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn counters_of(&self, nas: &NasClient) -> Arc<Counters> {
+        // Every configured NAS has counters from the start.
+        self.counters
+            .get(&nas.name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Counters::default()))
+    }
+
+    fn log_unknown(&self, source: SocketAddr) {
+        let mut log = self
+            .unknown_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if log
+            .last
+            .is_some_and(|last| now - last < UNKNOWN_LOG_INTERVAL)
+        {
+            log.suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            %source,
+            also_dropped_since_last_line = log.suppressed,
+            "packet from an address that matches no [[nas]] entry dropped"
+        );
+        log.last = Some(now);
+        log.suppressed = 0;
+    }
+
+    /// The NAS clients and their counters.
+    pub fn report(&self) -> NasReport {
+        let nas = self
+            .settings
+            .nas
+            .iter()
+            .map(|nas| NasView {
+                name: nas.name.clone(),
+                address: nas.network.to_string(),
+                require_message_authenticator: nas.require_message_authenticator,
+                coa_port: nas.coa_port,
+                coa_mode: nas.coa_mode,
+                counters: self
+                    .counters
+                    .get(&nas.name)
+                    .map(|c| c.snapshot())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        NasReport {
+            nas,
+            unknown_clients: self.unknown.snapshot(),
+        }
+    }
+}
