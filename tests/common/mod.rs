@@ -4,6 +4,8 @@
 
 #![allow(dead_code, reason = "each test file uses its own part of the harness")]
 
+pub mod nas;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,183 @@
+//! A NAS for the tests: builds, signs and sends RADIUS packets over UDP on
+//! loopback and reads the replies, the way a BRAS would.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use liberad::radius::dictionary::Dictionary;
+use liberad::radius::packet::{self, Attributes, attr, code};
+
+/// How long to wait for a reply that should come.
+pub const REPLY_WAIT: Duration = Duration::from_secs(10);
+
+static AUTHENTICATORS: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh Request Authenticator (unique within the test process).
+pub fn authenticator() -> [u8; 16] {
+    let n = AUTHENTICATORS.fetch_add(1, Ordering::Relaxed);
+    let mut a = [0u8; 16];
+    a[..8].copy_from_slice(&n.to_be_bytes());
+    a[8..12].copy_from_slice(&std::process::id().to_be_bytes());
+    a
+}
+
+/// A reply as the test reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub bytes: Vec<u8>,
+    pub code: u8,
+    pub attributes: Vec<(u8, Vec<u8>)>,
+}
+
+impl Reply {
+    fn parse(bytes: Vec<u8>) -> Reply {
+        let attributes = Attributes::over(&bytes)
+            .map(|(t, v)| (t, v.to_vec()))
+            .collect();
+        Reply {
+            code: bytes[0],
+            attributes,
+            bytes,
+        }
+    }
+
+    /// The attributes as `Name = value`, through the test dictionaries.
+    pub fn text(&self) -> Vec<String> {
+        let dictionary = dictionary();
+        self.attributes
+            .iter()
+            .filter(|(t, _)| *t != attr::MESSAGE_AUTHENTICATOR && *t != attr::PROXY_STATE)
+            .flat_map(|(t, v)| dictionary.describe(*t, v))
+            .collect()
+    }
+
+    /// The first attribute of a type.
+    pub fn attribute(&self, typ: u8) -> Option<&[u8]> {
+        self.attributes
+            .iter()
+            .find(|(t, _)| *t == typ)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    pub fn session_timeout(&self) -> Option<u32> {
+        self.attribute(attr::SESSION_TIMEOUT)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(u32::from_be_bytes)
+    }
+}
+
+/// The built-in dictionary plus the shipped MikroTik one.
+pub fn dictionary() -> Dictionary {
+    let mut d = Dictionary::builtin();
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dictionaries/dictionary.mikrotik");
+    d.load_file(&path).unwrap();
+    d
+}
+
+/// A NAS talking to one liberad port.
+pub struct Nas {
+    pub socket: UdpSocket,
+    pub server: SocketAddr,
+    pub secret: Vec<u8>,
+    next_id: u8,
+}
+
+impl Nas {
+    /// A NAS on 127.0.0.1 with the test secret.
+    pub fn new(server: SocketAddr) -> Nas {
+        Nas::bound("127.0.0.1:0", server, super::SECRET)
+    }
+
+    /// A NAS sending from `local` with `secret`.
+    pub fn bound(local: &str, server: SocketAddr, secret: &str) -> Nas {
+        let socket = UdpSocket::bind(local).expect("bind the test NAS");
+        Nas {
+            socket,
+            server,
+            secret: secret.as_bytes().to_vec(),
+            next_id: 0,
+        }
+    }
+
+    pub fn next_id(&mut self) -> u8 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    /// An Access-Request with Message-Authenticator, signed.
+    pub fn access_request(&mut self, attributes: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut all: Vec<(u8, &[u8])> = vec![(attr::MESSAGE_AUTHENTICATOR, &[0; 16])];
+        all.extend_from_slice(attributes);
+        self.request(code::ACCESS_REQUEST, authenticator(), &all)
+    }
+
+    /// Any request, signed as its code requires.
+    pub fn request(
+        &mut self,
+        request_code: u8,
+        auth: [u8; 16],
+        attributes: &[(u8, &[u8])],
+    ) -> Vec<u8> {
+        let id = self.next_id();
+        let mut p = packet::encode(request_code, id, &auth, attributes).expect("encodable");
+        packet::sign_request(&mut p, &self.secret);
+        p
+    }
+
+    /// PAP login.
+    pub fn pap(&mut self, user: &str, password: &str) -> Reply {
+        let auth = authenticator();
+        let hidden = packet::hide_password(password.as_bytes(), &auth, &self.secret);
+        let id = self.next_id();
+        let attributes: [(u8, &[u8]); 3] = [
+            (attr::MESSAGE_AUTHENTICATOR, &[0; 16]),
+            (attr::USER_NAME, user.as_bytes()),
+            (attr::USER_PASSWORD, &hidden),
+        ];
+        let mut p = packet::encode(code::ACCESS_REQUEST, id, &auth, &attributes).unwrap();
+        packet::sign_request(&mut p, &self.secret);
+        self.exchange(&p).expect("an answer to PAP")
+    }
+
+    /// An Accounting-Request (with Acct-Status-Type and the given attributes).
+    pub fn accounting(&mut self, status: u32, attributes: &[(u8, &[u8])]) -> Option<Reply> {
+        let status = status.to_be_bytes();
+        let mut all: Vec<(u8, &[u8])> = vec![(attr::ACCT_STATUS_TYPE, &status)];
+        all.extend_from_slice(attributes);
+        let p = self.request(code::ACCOUNTING_REQUEST, [0; 16], &all);
+        self.exchange(&p)
+    }
+
+    /// Sends a packet and waits for the reply with its identifier, which
+    /// must authenticate against the request.
+    pub fn exchange(&self, request: &[u8]) -> Option<Reply> {
+        self.send(request);
+        self.receive(request, REPLY_WAIT)
+    }
+
+    pub fn send(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, self.server).expect("send");
+    }
+
+    /// Waits for the reply to `request`; any other datagram is a failure.
+    pub fn receive(&self, request: &[u8], wait: Duration) -> Option<Reply> {
+        self.socket.set_read_timeout(Some(wait)).unwrap();
+        let mut buffer = [0u8; 4096];
+        let (n, from) = self.socket.recv_from(&mut buffer).ok()?;
+        assert_eq!(from, self.server, "a datagram from elsewhere");
+        let bytes = buffer[..n].to_vec();
+        assert_eq!(
+            bytes[1], request[1],
+            "a reply to another request: {bytes:?}"
+        );
+        let request_auth: [u8; 16] = request[4..20].try_into().unwrap();
+        assert!(
+            packet::reply_valid(&bytes, &request_auth, &self.secret),
+            "the reply does not authenticate"
+        );
+        Some(Reply::parse(bytes))
+    }
+}
