@@ -126,8 +126,18 @@ struct Seen {
     logins: HashMap<String, u64>,
 }
 
-/// Reads an import file.
+/// Reads an import file, checking only the form of reply attributes.
 pub fn parse(text: &str) -> Result<ImportPlan, ImportError> {
+    parse_with(text, &|_: &ReplyAttribute| Ok(()))
+}
+
+/// Reads an import file; `check_attribute` vets each reply attribute
+/// (against the RADIUS dictionaries in the daemon) and a failure rejects
+/// the row.
+pub fn parse_with(
+    text: &str,
+    check_attribute: &dyn Fn(&ReplyAttribute) -> Result<(), String>,
+) -> Result<ImportPlan, ImportError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let first_line = text.lines().next().unwrap_or("");
     let delimiter = if first_line.contains(';') && !first_line.contains(',') {
@@ -171,7 +181,7 @@ pub fn parse(text: &str) -> Result<ImportPlan, ImportError> {
         };
         let line = record.position().map(|p| p.line()).unwrap_or(0);
         plan.rows += 1;
-        if let Err(reason) = plan.add_row(&header, &record, line, &mut seen) {
+        if let Err(reason) = plan.add_row(&header, &record, line, &mut seen, check_attribute) {
             plan.rejected.push(RejectedRow { line, reason });
         }
     }
@@ -186,6 +196,7 @@ impl ImportPlan {
         record: &csv::StringRecord,
         line: u64,
         seen: &mut Seen,
+        check_attribute: &dyn Fn(&ReplyAttribute) -> Result<(), String>,
     ) -> Result<(), String> {
         if record.len() != header.len {
             return Err(format!(
@@ -205,6 +216,9 @@ impl ImportPlan {
             .transpose()
             .map_err(|e| e.to_string())?;
         let login = self.login_of_row(header, record, line, id, seen)?;
+        if let Some(login) = &login {
+            login.reply.iter().try_for_each(check_attribute)?;
+        }
 
         match seen.contracts.get(id) {
             Some(&at) => {
@@ -402,6 +416,27 @@ mod tests {
             parse("contract_id,name,Name\n"),
             Err(ImportError::DuplicateColumn("Name".into()))
         );
+    }
+
+    #[test]
+    fn the_attribute_check_rejects_the_whole_row() {
+        let check = |a: &ReplyAttribute| {
+            if a.name == "Unknown-Thing" {
+                Err(format!("unknown attribute {:?}", a.name))
+            } else {
+                Ok(())
+            }
+        };
+        let plan = parse_with(
+            "contract_id,username,password,reply\n6001,a,pw,Unknown-Thing = 1\n6002,b,pw,Framed-Pool = x\n",
+            &check,
+        )
+        .unwrap();
+        assert_eq!(plan.rejected.len(), 1);
+        assert_eq!(plan.rejected[0].line, 2);
+        assert!(plan.rejected[0].reason.contains("Unknown-Thing"));
+        assert_eq!(plan.contracts.len(), 1);
+        assert_eq!(plan.contracts[0].id, "6002");
     }
 
     #[test]

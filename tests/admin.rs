@@ -309,12 +309,13 @@ fn import_with_good_duplicate_and_malformed_rows() {
          2003,Bad state,bloqueado,b3,pw,\n\
          2004,Short row\n\
          2005,Bad attr,active,b5,pw,not an attribute\n\
+         2007,Unknown attr,active,b7,pw,Speed-Limit = 10\n\
          2006,Fine,active,,,\n",
     );
     let out = daemon.ctl(&["import", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let text = stderr(&out);
-    for line in ["line 3", "line 4", "line 5", "line 6"] {
+    for line in ["line 3", "line 4", "line 5", "line 6", "line 7"] {
         assert!(text.contains(line), "{line} missing from {text}");
     }
     assert!(text.contains("already on line 2"), "{text}");
@@ -326,7 +327,7 @@ fn import_with_good_duplicate_and_malformed_rows() {
     assert_eq!(v["data"]["applied"], true);
     assert_eq!(v["data"]["counts"]["contracts_created"], 2);
     assert_eq!(v["data"]["counts"]["logins_created"], 1);
-    assert_eq!(v["data"]["rejected"].as_array().unwrap().len(), 4);
+    assert_eq!(v["data"]["rejected"].as_array().unwrap().len(), 5);
 
     // Re-importing updates what changed and leaves the rest.
     let again = write_file(

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::import;
 use crate::model::{self, Actor, ReplyAttribute};
 use crate::policy::{self, ContractFacts, ContractState, Refusal};
-use crate::radius::RadiusServer;
+use crate::radius::{RadiusServer, Settings};
 use crate::store::{NewContract, NewLogin, ReleaseRequest, Store, StoreError};
 
 /// Audit entries shown in the contract summary.
@@ -239,6 +239,17 @@ impl Admin {
                     .map(|a| a.parse::<ReplyAttribute>())
                     .collect::<Result<Vec<_>, _>>()?;
                 model::check_reply(&reply)?;
+                if let Some(settings) = self.radius_settings() {
+                    for attribute in &reply {
+                        settings
+                            .dictionary
+                            .encode(attribute)
+                            .map_err(|e| model::InvalidValue {
+                                field: "attribute",
+                                problem: e.to_string(),
+                            })?;
+                    }
+                }
                 let actor = actor(operator)?;
                 let login = NewLogin {
                     username,
@@ -479,7 +490,18 @@ impl Admin {
             _slot,
         } = buffer;
         // Reading a large file is CPU work: keep it off the async threads.
-        let parsed = tokio::task::spawn_blocking(move || import::parse(&text)).await;
+        let settings = self.radius_settings();
+        let parsed = tokio::task::spawn_blocking(move || match settings {
+            Some(settings) => import::parse_with(&text, &|attribute| {
+                settings
+                    .dictionary
+                    .encode(attribute)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }),
+            None => import::parse(&text),
+        })
+        .await;
         let plan = match parsed {
             Ok(Ok(plan)) => plan,
             Ok(Err(e)) => return Response::refusal(code::INVALID_FILE, e.to_string()),
@@ -527,6 +549,12 @@ impl Admin {
             }
             Err(e) => self.store_error(e, ""),
         }
+    }
+
+    /// The RADIUS settings, to check reply attributes against the
+    /// dictionaries.
+    fn radius_settings(&self) -> Option<Arc<Settings>> {
+        self.radius.as_ref().map(|r| r.server.settings())
     }
 
     /// The answer to a store error: a refusal with its code, or an

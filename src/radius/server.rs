@@ -364,6 +364,11 @@ impl RadiusServer {
         log.suppressed = 0;
     }
 
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&self.settings)
+    }
+
     /// The NAS clients and their counters.
     pub fn report(&self) -> NasReport {
         let nas = self
