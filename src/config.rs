@@ -364,15 +364,25 @@ impl Config {
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let origin = path.display().to_string();
-        let file_error = |message: String| ConfigError {
-            origin: origin.clone(),
-            message,
-        };
         // Read the file ourselves so that a missing or unreadable file is
         // reported as such, not as a parse error.
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| file_error(format!("cannot read the configuration file: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: path.display().to_string(),
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        Config::parse_with_env(&text, &path.display().to_string(), env)
+    }
+
+    /// Reads configuration text; `origin` names it in errors.
+    pub fn parse_with_env(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let file_error = |message: String| ConfigError {
+            origin: origin.to_owned(),
+            message,
+        };
         let overrides: config::Map<String, String> = env
             .into_iter()
             .filter(|(k, _)| {
@@ -383,7 +393,7 @@ impl Config {
             .collect();
         let from_env: Vec<String> = overrides.keys().cloned().collect();
         let built = config::Config::builder()
-            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator("_")

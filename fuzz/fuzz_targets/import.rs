@@ -1,0 +1,11 @@
+//! The CSV import reader on any text.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = liberad::import::parse(text);
+    }
+});
