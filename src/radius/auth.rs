@@ -490,6 +490,33 @@ reply = ["Mikrotik-Address-List = bloqueados"]
     }
 
     #[test]
+    fn a_reject_carries_the_configured_reply_message() {
+        let config = Config::parse_with_env(
+            "[radius]\nreject_message = \"Procure a central\"\n[[nas]]\nname = \"t\"\naddress = \"127.0.0.1\"\nsecret = \"s3cr3t\"\n",
+            "t",
+            [],
+        )
+        .unwrap();
+        let s = Settings::build(&config).unwrap();
+        let packet = pap_request(b"wrong");
+        let checked = check(&packet, Port::Auth, SECRET, true).unwrap();
+        let d = decide(
+            &s,
+            &checked,
+            SECRET,
+            Some(&record(ContractState::Active, None)),
+            now(),
+        );
+        let bytes = reply(&s, &checked, SECRET, &d).unwrap();
+        assert_eq!(bytes[0], code::ACCESS_REJECT);
+        let message = packet::Attributes::over(&bytes).find(|(t, _)| *t == attr::REPLY_MESSAGE);
+        assert_eq!(
+            message,
+            Some((attr::REPLY_MESSAGE, &b"Procure a central"[..]))
+        );
+    }
+
+    #[test]
     fn replies_put_message_authenticator_first_and_copy_proxy_state() {
         let s = settings(PROFILES);
         let packet = pap_request(b"pw");

@@ -230,3 +230,122 @@ fn compile_profile(
         coa: encode_all(&profile.coa, "coa")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(text: &str) -> Result<Settings, String> {
+        let config = Config::parse_with_env(text, "test.toml", []).map_err(|e| e.to_string())?;
+        Settings::build(&config)
+    }
+
+    const NAS: &str = "[[nas]]\nname = \"a\"\naddress = \"10.0.0.0/24\"\nsecret = \"s\"\n";
+
+    #[test]
+    fn profile_attributes_are_checked_when_the_configuration_loads() {
+        for (profile, needle) in [
+            (
+                "[profiles.blocked]\nreply = [\"Speed-Limit = 1\"]\n",
+                "profiles.blocked.reply[0]",
+            ),
+            (
+                "[profiles.active]\nreply = [\"Session-Timeout = soon\"]\n",
+                "profiles.active.reply[0]",
+            ),
+            (
+                "[profiles.reduced]\ncoa = [\"Framed-Pool\"]\n",
+                "profiles.reduced.coa[0]",
+            ),
+            ("[profiles.blocked]\naction = \"maybe\"\n", "action"),
+        ] {
+            let e = build(&format!("{NAS}{profile}")).unwrap_err();
+            assert!(e.contains(needle), "{profile}: {e}");
+        }
+        let s = build(&format!(
+            "[radius]\nreject_message = \"Bloqueado\"\n{NAS}[profiles.blocked]\nreply = [\"Framed-Pool = bloqueados\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(s.profile(Profile::Blocked).reply.len(), 1);
+        assert_eq!(s.profile(Profile::Blocked).action, ProfileAction::Accept);
+        assert_eq!(
+            s.reject_message.as_ref().map(|m| m.value.as_slice()),
+            Some(&b"Bloqueado"[..])
+        );
+    }
+
+    #[test]
+    fn unconfigured_profiles_take_their_defaults() {
+        let s = build(&format!(
+            "{NAS}[profiles.active]\nreply = [\"Idle-Timeout = 600\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.profile(Profile::Released).reply,
+            s.profile(Profile::Active).reply
+        );
+        assert_eq!(
+            s.profile(Profile::Reduced).reply,
+            s.profile(Profile::Active).reply
+        );
+        assert_eq!(s.profile(Profile::Blocked).action, ProfileAction::Reject);
+        assert!(s.profile(Profile::Active).login_reply);
+    }
+
+    #[test]
+    fn nas_entries_are_validated_and_matched_most_specific_first() {
+        let s = build(&format!(
+            "{NAS}[[nas]]\nname = \"b\"\naddress = \"10.0.0.7\"\nsecret = \"t\"\ncoa_port = 1700\n"
+        ))
+        .unwrap();
+        assert_eq!(s.nas.lookup("10.0.0.7".parse().unwrap()).unwrap().name, "b");
+        assert_eq!(s.nas.lookup("10.0.0.8".parse().unwrap()).unwrap().name, "a");
+        assert_eq!(
+            s.nas
+                .lookup("::ffff:10.0.0.9".parse().unwrap())
+                .unwrap()
+                .name,
+            "a"
+        );
+        assert!(s.nas.lookup("10.0.1.1".parse().unwrap()).is_none());
+        for (text, needle) in [
+            (
+                "[[nas]]\nname = \"x\"\naddress = \"10.0.0.1\"\n",
+                "needs a secret",
+            ),
+            (
+                "[[nas]]\nname = \"x\"\naddress = \"nowhere\"\nsecret = \"s\"\n",
+                "address",
+            ),
+            (
+                "[[nas]]\nname = \"x\"\naddress = \"10.0.0.1\"\nsecret = \"\"\n",
+                "empty",
+            ),
+            (
+                "[[nas]]\nname = \"x\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\nsecret_file = \"/f\"\n",
+                "not both",
+            ),
+            (&format!("{NAS}{NAS}"), "same name"),
+            (
+                "[[nas]]\nname = \"x\"\naddress = \"10.0.0.1\"\nsecret_file = \"/nonexistent\"\n",
+                "secret_file",
+            ),
+        ] {
+            let e = build(text).unwrap_err();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_secret_file_gives_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "from-file\nignored\n").unwrap();
+        let s = build(&format!(
+            "[[nas]]\nname = \"f\"\naddress = \"192.0.2.1\"\nsecret_file = \"{}\"\n",
+            path.display()
+        ))
+        .unwrap();
+        assert_eq!(s.nas.by_name("f").unwrap().secret, b"from-file");
+    }
+}
