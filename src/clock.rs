@@ -8,13 +8,38 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
 
-/// The system's wall clock, to the second (the precision liberad stores).
+/// The system's wall clock. (The store keeps whole seconds.)
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        let now = Utc::now();
-        DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+        Utc::now()
+    }
+}
+
+/// A wall clock that runs with tokio's clock from a given instant: under
+/// `tokio::time::pause()` it stands still until the test advances time, so
+/// timers and "now" move together.
+#[derive(Clone, Copy, Debug)]
+pub struct TokioClock {
+    wall: DateTime<Utc>,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock that reads `wall` now.
+    pub fn starting_at(wall: DateTime<Utc>) -> TokioClock {
+        TokioClock {
+            wall,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now() - self.start;
+        self.wall + chrono::Duration::from_std(elapsed).unwrap_or_default()
     }
 }

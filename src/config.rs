@@ -54,6 +54,54 @@ pub struct Config {
     pub nas: Vec<NasConfig>,
     #[serde(default)]
     pub profiles: ProfilesConfig,
+    #[serde(default)]
+    pub enforcement: EnforcementConfig,
+}
+
+/// `[enforcement]`: how CoA and Disconnect requests are sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnforcementConfig {
+    /// First retransmission timeout (RFC 5080: 2 s), doubled each time.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    /// Longest retransmission timeout (RFC 5080: 16 s).
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// Sends of one request before giving up (RFC 5080: 5).
+    #[serde(default = "default_max_sends")]
+    pub max_sends: u32,
+    /// Requests waiting for an answer from one NAS at most.
+    #[serde(default = "default_max_in_flight_per_nas")]
+    pub max_in_flight_per_nas: usize,
+    /// New requests per second to one NAS at most.
+    #[serde(default = "default_max_per_second_per_nas")]
+    pub max_per_second_per_nas: u32,
+    /// How long `release --wait` waits for the NAS's answers.
+    #[serde(default = "default_wait_timeout_secs")]
+    pub wait_timeout_secs: u64,
+    /// Local address CoA requests are sent from; default: any, port chosen
+    /// by the system.
+    #[serde(default)]
+    pub source: Option<SocketAddr>,
+    /// Releases ended per transaction when many end at once.
+    #[serde(default = "default_expiry_batch")]
+    pub expiry_batch: u32,
+}
+
+impl Default for EnforcementConfig {
+    fn default() -> Self {
+        EnforcementConfig {
+            retry_initial_ms: default_retry_initial_ms(),
+            retry_max_ms: default_retry_max_ms(),
+            max_sends: default_max_sends(),
+            max_in_flight_per_nas: default_max_in_flight_per_nas(),
+            max_per_second_per_nas: default_max_per_second_per_nas(),
+            wait_timeout_secs: default_wait_timeout_secs(),
+            source: None,
+            expiry_batch: default_expiry_batch(),
+        }
+    }
 }
 
 /// `[radius]`: the listeners.
@@ -266,6 +314,34 @@ fn default_coa_port() -> u16 {
     3799
 }
 
+fn default_retry_initial_ms() -> u64 {
+    2000
+}
+
+fn default_retry_max_ms() -> u64 {
+    16_000
+}
+
+fn default_max_sends() -> u32 {
+    5
+}
+
+fn default_max_in_flight_per_nas() -> usize {
+    32
+}
+
+fn default_max_per_second_per_nas() -> u32 {
+    50
+}
+
+fn default_wait_timeout_secs() -> u64 {
+    10
+}
+
+fn default_expiry_batch() -> u32 {
+    500
+}
+
 fn default_true() -> bool {
     true
 }
@@ -438,6 +514,27 @@ impl Config {
         }
         if self.radius.duplicate_window_secs == 0 || self.radius.duplicate_window_secs > 60 {
             return Err("radius.duplicate_window_secs: must be from 1 to 60".to_owned());
+        }
+        let e = &self.enforcement;
+        if e.retry_initial_ms == 0 || e.retry_max_ms < e.retry_initial_ms {
+            return Err(
+                "enforcement.retry_initial_ms / retry_max_ms: need 0 < initial <= max".to_owned(),
+            );
+        }
+        if e.max_sends == 0 || e.max_sends > 20 {
+            return Err("enforcement.max_sends: must be from 1 to 20".to_owned());
+        }
+        if e.max_in_flight_per_nas == 0 || e.max_in_flight_per_nas > 255 {
+            return Err(
+                "enforcement.max_in_flight_per_nas: must be from 1 to 255 (RADIUS identifiers)"
+                    .to_owned(),
+            );
+        }
+        if e.max_per_second_per_nas == 0 {
+            return Err("enforcement.max_per_second_per_nas: must be at least 1".to_owned());
+        }
+        if e.expiry_batch == 0 {
+            return Err("enforcement.expiry_batch: must be at least 1".to_owned());
         }
         crate::radius::Settings::build(self)?;
         Ok(())

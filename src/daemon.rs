@@ -7,11 +7,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{Admin, AdminSocket, RadiusView, server::BindError};
+use crate::admin::{Admin, AdminSocket, EnforcementView, RadiusView, server::BindError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::enforcer::{Enforcer, UdpTransport};
 use crate::radius::packet::Port;
 use crate::radius::{RadiusServer, Settings, Sockets};
+use crate::scheduler::Scheduler;
 use crate::store::{self, StoreError};
 
 /// How long requests in flight may take to finish after a stop signal.
@@ -57,11 +59,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         .map_err(|e| StartError::Radius(e.to_string()))?;
     let tasks = TaskTracker::new();
     let radius = Arc::new(RadiusServer::new(
-        settings,
+        Arc::clone(&settings),
         Arc::clone(&store),
         Arc::clone(&clock),
         &tasks,
     ));
+    let transport = UdpTransport::bind(config.enforcement.source)
+        .await
+        .map_err(|e| StartError::Radius(format!("cannot open the CoA socket: {e}")))?;
+    let coa_source = transport.local_addr().ok();
+    let (enforcer, enforcer_handle) = Enforcer::new(
+        Arc::clone(&store),
+        settings,
+        Arc::clone(&clock),
+        config.enforcement.clone(),
+        transport,
+    );
+    let (scheduler, scheduler_handle) = Scheduler::new(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        enforcer_handle.clone(),
+        config.enforcement.expiry_batch,
+    );
+    let background = TaskTracker::new();
+    background.spawn(enforcer.run(shutdown.clone()));
+    background.spawn(scheduler.run(shutdown.clone()));
     let listeners = TaskTracker::new();
     for (socket, port) in [(sockets.auth, Port::Auth), (sockets.acct, Port::Acct)] {
         listeners.spawn(Arc::clone(&radius).serve(socket, port, shutdown.clone(), tasks.clone()));
@@ -69,16 +91,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     tracing::info!(
         auth = %auth_address,
         acct = %acct_address,
+        coa_from = ?coa_source,
         nas = config.nas.len(),
         "RADIUS listening"
     );
 
     let admin = Arc::new(
-        Admin::new(Arc::clone(&store), clock, config.timezone).with_radius(RadiusView {
-            server: Arc::clone(&radius),
-            auth: auth_address,
-            acct: acct_address,
-        }),
+        Admin::new(Arc::clone(&store), clock, config.timezone)
+            .with_radius(RadiusView {
+                server: Arc::clone(&radius),
+                auth: auth_address,
+                acct: acct_address,
+            })
+            .with_enforcement(EnforcementView {
+                enforcer: enforcer_handle,
+                scheduler: scheduler_handle,
+                wait: Duration::from_secs(config.enforcement.wait_timeout_secs),
+            }),
     );
     drop(radius);
     let socket = AdminSocket::bind(&config.admin)?;
@@ -94,6 +123,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     tracing::info!("stopping: finishing requests in flight");
     listeners.close();
     listeners.wait().await;
+    background.close();
+    background.wait().await;
     tasks.close();
     if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait())
         .await

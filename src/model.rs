@@ -322,6 +322,121 @@ pub struct Session {
     pub terminate_cause: Option<String>,
 }
 
+/// Where an enforcement job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Queued, not sent yet.
+    Pending,
+    /// Sent, waiting for the NAS's answer.
+    Sent,
+    /// The NAS confirmed (CoA-ACK / Disconnect-ACK).
+    Acked,
+    /// The NAS refused (CoA-NAK / Disconnect-NAK), see the Error-Cause.
+    Nak,
+    /// No answer after every retransmission.
+    Timeout,
+    /// A newer change for the same session replaced it before it was sent.
+    Superseded,
+    /// Not sent: the session or its NAS is gone.
+    Dropped,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Sent => "sent",
+            JobState::Acked => "acked",
+            JobState::Nak => "nak",
+            JobState::Timeout => "timeout",
+            JobState::Superseded => "superseded",
+            JobState::Dropped => "dropped",
+        }
+    }
+
+    /// Whether the job is done, one way or the other.
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Pending | JobState::Sent)
+    }
+
+    /// Whether the job ended without the NAS doing what it was told.
+    pub fn is_failure(self) -> bool {
+        matches!(self, JobState::Nak | JobState::Timeout | JobState::Dropped)
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            JobState::Pending,
+            JobState::Sent,
+            JobState::Acked,
+            JobState::Nak,
+            JobState::Timeout,
+            JobState::Superseded,
+            JobState::Dropped,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+        .ok_or_else(|| format!("unknown job state {s:?}"))
+    }
+}
+
+/// The kind of RFC 5176 request a job sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    Coa,
+    Disconnect,
+}
+
+impl RequestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Coa => "coa",
+            RequestKind::Disconnect => "disconnect",
+        }
+    }
+}
+
+impl FromStr for RequestKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "coa" => Ok(RequestKind::Coa),
+            "disconnect" => Ok(RequestKind::Disconnect),
+            other => Err(format!("unknown request kind {other:?}")),
+        }
+    }
+}
+
+/// A CoA or Disconnect owed to an online session, as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnforcementJob {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub contract_id: String,
+    pub session_id: i64,
+    pub username: String,
+    pub nas_name: String,
+    pub acct_session_id: String,
+    /// The profile the session is moved to (`reject`: cancelled contract).
+    pub profile: String,
+    /// What caused it.
+    pub cause: String,
+    pub state: JobState,
+    pub kind: Option<RequestKind>,
+    /// Whether a CoA fell back to Disconnect.
+    pub fallback: bool,
+    pub sends: u32,
+    pub error_cause: Option<u32>,
+    pub outcome: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
 /// Who asks for a change: the uid the kernel reports for the socket peer and
 /// the operator name the client gave.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -9,15 +9,18 @@ use chrono_tz::Tz;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::protocol::{
-    self, ContractSummary, ImportReport, Pong, ReleasePreview, Request, Response, StateChangeView,
-    code,
+    self, ContractSummary, ImportReport, Pong, ReleaseOutcome, ReleasePreview, Request, Response,
+    StateChangeView, code,
 };
 use crate::clock::Clock;
+use crate::enforcer::EnforcerHandle;
 use crate::import;
 use crate::model::{self, Actor, ReplyAttribute};
+use crate::model::{EnforcementJob, JobState, Release};
 use crate::policy::{self, ContractFacts, ContractState, Refusal};
 use crate::radius::{RadiusServer, Settings};
-use crate::store::{NewContract, NewLogin, ReleaseRequest, Store, StoreError};
+use crate::scheduler::SchedulerHandle;
+use crate::store::{Enforced, NewContract, NewLogin, ReleaseRequest, Store, StoreError};
 
 /// Audit entries shown in the contract summary.
 const SUMMARY_AUDIT_ENTRIES: u32 = 10;
@@ -29,12 +32,21 @@ pub struct RadiusView {
     pub acct: SocketAddr,
 }
 
+/// The enforcer and scheduler, as the admin socket uses them.
+pub struct EnforcementView {
+    pub enforcer: EnforcerHandle,
+    pub scheduler: SchedulerHandle,
+    /// How long `--wait` waits at most.
+    pub wait: std::time::Duration,
+}
+
 /// Serves admin requests against one store.
 pub struct Admin {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     timezone: Tz,
     radius: Option<RadiusView>,
+    enforcement: Option<EnforcementView>,
     /// One import at a time, daemon-wide: an import holds its whole file in
     /// memory and writes in one transaction.
     import_slot: Arc<Semaphore>,
@@ -71,8 +83,16 @@ impl Admin {
             clock,
             timezone,
             radius: None,
+            enforcement: None,
             import_slot: Arc::new(Semaphore::new(1)),
         }
+    }
+
+    /// Lets changes wake the scheduler and the enforcer, and `--wait`
+    /// follow the enforcement.
+    pub fn with_enforcement(mut self, enforcement: EnforcementView) -> Admin {
+        self.enforcement = Some(enforcement);
+        self
     }
 
     /// Lets `ping` and `nas list` report on the RADIUS server.
@@ -195,6 +215,7 @@ impl Admin {
                     .await
                 {
                     Ok(change) => {
+                        self.changed(&change.jobs);
                         let mut message = if change.previous == state {
                             format!("contract {id} is already {state}")
                         } else {
@@ -206,6 +227,10 @@ impl Admin {
                                 r.id,
                                 r.end_reason.map(|e| e.as_str()).unwrap_or("ended")
                             ));
+                        }
+                        if !change.jobs.is_empty() {
+                            message
+                                .push_str(&format!("; {} online sessions told", change.jobs.len()));
                         }
                         Response::success(message).with_data(&StateChangeView {
                             contract: change.contract,
@@ -295,6 +320,7 @@ impl Admin {
                 reason,
                 operator,
                 dry_run,
+                wait,
             } => {
                 model::check_contract_id(&contract)?;
                 model::check_free_text("reason", &reason)?;
@@ -305,23 +331,44 @@ impl Admin {
                     now,
                     timezone: self.timezone,
                 };
-                self.release(&request, dry_run).await
+                self.release(&request, dry_run, wait).await
             }
             Request::Revoke {
                 contract,
                 reason,
                 operator,
+                wait,
             } => {
                 model::check_contract_id(&contract)?;
                 model::check_free_text("reason", &reason)?;
                 let actor = actor(operator)?;
                 match self.store.revoke(&contract, &reason, &actor, now).await {
-                    Ok(r) => Response::success(format!(
-                        "temporary release of contract {contract} revoked at {}",
-                        policy::format_local(now, self.timezone)
-                    ))
-                    .with_data(&r),
+                    Ok(revoked) => {
+                        let message = format!(
+                            "temporary release of contract {contract} revoked at {}",
+                            policy::format_local(now, self.timezone)
+                        );
+                        self.enforced(message, revoked, wait).await
+                    }
                     Err(e) => self.store_error(e, &contract),
+                }
+            }
+            Request::Coa {
+                contract,
+                failed,
+                limit,
+            } => {
+                if let Some(id) = &contract {
+                    model::check_contract_id(id)?;
+                }
+                match self
+                    .store
+                    .enforcement_jobs(contract.as_deref(), failed, clamp(limit))
+                    .await
+                {
+                    Ok(jobs) => Response::success(format!("{} enforcement jobs", jobs.len()))
+                        .with_data(&jobs),
+                    Err(e) => self.store_error(e, ""),
                 }
             }
             Request::Releases { contract, limit } => {
@@ -421,10 +468,11 @@ impl Admin {
             release_enabled: record.parameters.enabled,
             logins: record.logins,
             audit: record.audit,
+            sessions: record.sessions,
         })
     }
 
-    async fn release(&self, request: &ReleaseRequest, dry_run: bool) -> Response {
+    async fn release(&self, request: &ReleaseRequest, dry_run: bool, wait: bool) -> Response {
         let id = &request.contract_id;
         let tz = self.timezone;
         if dry_run {
@@ -442,12 +490,77 @@ impl Admin {
             };
         }
         match self.store.release(request).await {
-            Ok(release) => Response::success(format!(
-                "contract {id} released until {}",
-                policy::format_local(release.ends_at, tz)
-            ))
-            .with_data(&release),
+            Ok(released) => {
+                let message = format!(
+                    "contract {id} released until {}",
+                    policy::format_local(released.value.ends_at, tz)
+                );
+                self.enforced(message, released, wait).await
+            }
             Err(e) => self.store_error(e, id),
+        }
+    }
+
+    /// The answer to a release or revoke: wakes the scheduler and the
+    /// enforcer, says how many online sessions are being told, and with
+    /// `wait` waits (bounded) for the NAS's answers.
+    async fn enforced(&self, message: String, change: Enforced<Release>, wait: bool) -> Response {
+        self.changed(&change.jobs);
+        let jobs = if wait {
+            self.wait_for(&change.jobs).await
+        } else {
+            self.store
+                .enforcement_jobs_by_id(&change.jobs)
+                .await
+                .unwrap_or_default()
+        };
+        let mut message = message;
+        message.push_str(&describe_enforcement(&jobs, wait));
+        Response::success(message).with_data(&ReleaseOutcome {
+            release: change.value,
+            sessions_told: change.jobs.len(),
+            enforcement: jobs,
+        })
+    }
+
+    /// Tells the scheduler that releases changed and the enforcer that
+    /// jobs were queued.
+    fn changed(&self, jobs: &[i64]) {
+        if let Some(enforcement) = &self.enforcement {
+            enforcement.scheduler.wake();
+            if !jobs.is_empty() {
+                enforcement.enforcer.wake();
+            }
+        }
+    }
+
+    /// Waits until the jobs are final or the wait timeout passes.
+    async fn wait_for(&self, ids: &[i64]) -> Vec<EnforcementJob> {
+        let Some(enforcement) = &self.enforcement else {
+            return Vec::new();
+        };
+        let deadline = tokio::time::Instant::now() + enforcement.wait;
+        let mut progress = enforcement.enforcer.progress();
+        loop {
+            progress.mark_unchanged();
+            let jobs = match self.store.enforcement_jobs_by_id(ids).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read enforcement jobs");
+                    return Vec::new();
+                }
+            };
+            if jobs.iter().all(|j| j.state.is_final()) {
+                return jobs;
+            }
+            tokio::select! {
+                changed = progress.changed() => {
+                    if changed.is_err() {
+                        return jobs;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return jobs,
+            }
         }
     }
 
@@ -533,6 +646,9 @@ impl Admin {
         };
         match self.store.import(&plan, &actor, self.clock.now()).await {
             Ok(counts) => {
+                if counts.enforcement_jobs > 0 {
+                    self.changed(&[0]);
+                }
                 report.applied = true;
                 report.counts = counts;
                 Response::success(format!(
@@ -630,6 +746,33 @@ fn import_chunk(session: &mut Session, data: &str) -> Response {
         ok: true,
         ..Response::default()
     }
+}
+
+/// "; 2 online sessions told (1 confirmed, 1 pending)".
+fn describe_enforcement(jobs: &[EnforcementJob], waited: bool) -> String {
+    if jobs.is_empty() {
+        return " (no online session to tell)".to_owned();
+    }
+    let confirmed = jobs.iter().filter(|j| j.state == JobState::Acked).count();
+    let failed: Vec<&EnforcementJob> = jobs.iter().filter(|j| j.state.is_failure()).collect();
+    let pending = jobs.iter().filter(|j| !j.state.is_final()).count();
+    let mut text = format!("; {} online sessions told", jobs.len());
+    if waited || confirmed > 0 || !failed.is_empty() {
+        text.push_str(&format!(
+            " ({confirmed} confirmed, {pending} pending, {} failed",
+            failed.len()
+        ));
+        if let Some(first) = failed.first() {
+            text.push_str(&format!(
+                ": {} on {}: {}",
+                first.username,
+                first.nas_name,
+                first.outcome.as_deref().unwrap_or("failed")
+            ));
+        }
+    }
+    text.push(')');
+    text
 }
 
 fn clamp(limit: Option<u32>) -> u32 {

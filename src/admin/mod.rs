@@ -8,5 +8,5 @@ pub mod handler;
 pub mod protocol;
 pub mod server;
 
-pub use handler::{Admin, RadiusView};
+pub use handler::{Admin, EnforcementView, RadiusView};
 pub use server::AdminSocket;

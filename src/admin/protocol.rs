@@ -11,9 +11,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::import::RejectedRow;
-use crate::model::{AuditEntry, Contract, Login, Release};
+use crate::model::{AuditEntry, Contract, EnforcementJob, Login, Release};
 use crate::policy::{ContractState, Parameters, Profile};
-use crate::store::ImportCounts;
+use crate::store::{ImportCounts, SessionEnforcement};
 
 /// Longest request line the daemon reads; longer ones are refused.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
@@ -84,6 +84,9 @@ pub enum Request {
         /// Only answer whether the release would be allowed.
         #[serde(default)]
         dry_run: bool,
+        /// Wait (bounded) for the NAS's answers to the enforcement.
+        #[serde(default)]
+        wait: bool,
     },
     Revoke {
         contract: String,
@@ -91,6 +94,8 @@ pub enum Request {
         reason: String,
         #[serde(default)]
         operator: Option<String>,
+        #[serde(default)]
+        wait: bool,
     },
     Releases {
         #[serde(default)]
@@ -121,6 +126,16 @@ pub enum Request {
     },
     /// The configured NAS clients and their counters.
     NasList,
+    /// Enforcement jobs (CoA / Disconnect), newest first.
+    Coa {
+        #[serde(default)]
+        contract: Option<String>,
+        /// Only those that failed.
+        #[serde(default)]
+        failed: bool,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
     /// Starts an import on this connection; the file follows in chunks.
     ImportBegin {
         #[serde(default)]
@@ -160,6 +175,7 @@ impl Request {
             Request::ParamsSet { .. } => "params_set",
             Request::Sessions { .. } => "sessions",
             Request::NasList => "nas_list",
+            Request::Coa { .. } => "coa",
             Request::ImportBegin { .. } => "import_begin",
             Request::ImportChunk { .. } => "import_chunk",
             Request::ImportCommit { .. } => "import_commit",
@@ -168,7 +184,7 @@ impl Request {
     }
 
     /// The `cmd` names the daemon knows.
-    pub const COMMANDS: [&'static str; 20] = [
+    pub const COMMANDS: [&'static str; 21] = [
         "ping",
         "contract_add",
         "contract_state",
@@ -185,6 +201,7 @@ impl Request {
         "params_set",
         "sessions",
         "nas_list",
+        "coa",
         "import_begin",
         "import_chunk",
         "import_commit",
@@ -320,6 +337,20 @@ pub struct ContractSummary {
     pub logins: Vec<Login>,
     /// Most recent first.
     pub audit: Vec<AuditEntry>,
+    /// Open sessions and the last CoA / Disconnect sent to each.
+    #[serde(default)]
+    pub sessions: Vec<SessionEnforcement>,
+}
+
+/// `release` and `revoke`: the release, and what was told to the NAS.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseOutcome {
+    #[serde(flatten)]
+    pub release: Release,
+    /// Online sessions a CoA / Disconnect was queued for.
+    pub sessions_told: usize,
+    /// The jobs, as they stood when the answer was sent (after `wait`).
+    pub enforcement: Vec<EnforcementJob>,
 }
 
 /// `release --dry-run`.
@@ -365,7 +396,8 @@ mod tests {
                 contract: "1234".into(),
                 reason: String::new(),
                 operator: None,
-                dry_run: true
+                dry_run: true,
+                wait: false,
             }
         );
         let r: Request =

@@ -72,6 +72,9 @@ enum Command {
         /// Only tell whether the release would be allowed; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Wait (bounded) for the NAS to confirm the online sessions moved.
+        #[arg(long, conflicts_with = "dry_run")]
+        wait: bool,
     },
     /// End a contract's running temporary release now.
     Revoke {
@@ -79,6 +82,20 @@ enum Command {
         id: String,
         #[arg(long)]
         reason: Option<String>,
+        /// Wait (bounded) for the NAS to confirm the online sessions moved.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// CoA / Disconnect requests sent to the NAS and their outcome, newest
+    /// first.
+    Coa {
+        #[arg(long, value_name = "ID")]
+        contract: Option<String>,
+        /// Only those the NAS refused or never answered.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
     },
     /// List releases, newest first.
     Releases {
@@ -323,16 +340,28 @@ fn request_for(command: &Command, operator: Option<String>) -> Result<Request, S
             id,
             reason,
             dry_run,
+            wait,
         } => Request::Release {
             contract: id.clone(),
             reason: text(reason),
             operator,
             dry_run: *dry_run,
+            wait: *wait,
         },
-        Command::Revoke { id, reason } => Request::Revoke {
+        Command::Revoke { id, reason, wait } => Request::Revoke {
             contract: id.clone(),
             reason: text(reason),
             operator,
+            wait: *wait,
+        },
+        Command::Coa {
+            contract,
+            failed,
+            limit,
+        } => Request::Coa {
+            contract: contract.clone(),
+            failed: *failed,
+            limit: *limit,
         },
         Command::Releases { contract, limit } => Request::Releases {
             contract: contract.clone(),
@@ -449,6 +478,7 @@ mod tests {
                 reason: "promised payment".into(),
                 operator: Some("ana".into()),
                 dry_run: true,
+                wait: false,
             }
         );
         assert!(Cli::try_parse_from(["liberactl", "contract", "state", "1", "bloqueado"]).is_err());

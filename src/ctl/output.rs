@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::{Command, ContractCommand, LoginCommand, NasCommand, ParamsCommand};
 use crate::admin::protocol::{ContractSummary, ImportReport, ParamsView, Pong, Response, code};
 use crate::import::RejectedRow;
-use crate::model::{AuditEntry, Contract, Login, Release, Session};
+use crate::model::{AuditEntry, Contract, EnforcementJob, JobState, Login, Release, Session};
 use crate::radius::server::NasReport;
 
 pub struct View<'a> {
@@ -70,6 +70,9 @@ impl View<'_> {
                 data::<Vec<Session>>(response).map(|list| sessions(&list, tz))
             }
             Command::Nas(NasCommand::List) => data::<NasReport>(response).map(|r| nas(&r)),
+            Command::Coa { .. } => {
+                data::<Vec<EnforcementJob>>(response).map(|list| enforcement(&list, tz))
+            }
             Command::Ping => data::<Pong>(response).map(|p| {
                 format!(
                     "{message}: version {}, time zone {}, RADIUS auth {}, accounting {}\n",
@@ -158,6 +161,33 @@ fn summary(s: &ContractSummary, tz: Tz) -> String {
         out.push_str(&format!("{key:width$}  {value}\n"));
     }
     out.push_str(&format!("(times in {})\n", tz.name()));
+    if !s.sessions.is_empty() {
+        out.push_str("\nonline sessions:\n");
+        let rows = s
+            .sessions
+            .iter()
+            .map(|entry| {
+                let session = &entry.session;
+                vec![
+                    session.username.clone(),
+                    session.nas_name.clone(),
+                    session
+                        .framed_ip_address
+                        .clone()
+                        .unwrap_or_else(|| "-".into()),
+                    time(session.started_at, tz),
+                    match &entry.last_job {
+                        None => "profile given at login".to_owned(),
+                        Some(job) => job_status(job),
+                    },
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["USER", "NAS", "IP", "SINCE", "PROFILE ON THE NAS"],
+            rows,
+        ));
+    }
     if !s.audit.is_empty() {
         out.push_str("\nrecent audit:\n");
         out.push_str(&audit(&s.audit, tz));
@@ -345,6 +375,47 @@ fn nas(report: &NasReport) -> String {
             "NAS", "ADDRESS", "COA-MODE", "COA-PORT", "AUTH", "ACCEPT", "REJECT", "ACCT", "DROPPED",
         ],
         rows,
+    )
+}
+
+/// Whether the NAS has the profile a job moved the session to.
+fn job_status(job: &EnforcementJob) -> String {
+    let outcome = job.outcome.as_deref().unwrap_or("");
+    match job.state {
+        JobState::Acked => format!("{} confirmed ({outcome})", job.profile),
+        JobState::Pending => format!("{} pending (not sent yet)", job.profile),
+        JobState::Sent => format!("{} pending (sent {} times)", job.profile, job.sends),
+        JobState::Nak | JobState::Timeout | JobState::Dropped => {
+            format!("{} FAILED: {outcome}", job.profile)
+        }
+        JobState::Superseded => format!("{} superseded", job.profile),
+    }
+}
+
+fn enforcement(list: &[EnforcementJob], tz: Tz) -> String {
+    table(
+        &[
+            "ID", "CREATED", "CONTRACT", "USER", "NAS", "PROFILE", "KIND", "STATE", "SENDS",
+            "OUTCOME",
+        ],
+        list.iter()
+            .map(|j| {
+                vec![
+                    j.id.to_string(),
+                    time(j.created_at, tz),
+                    j.contract_id.clone(),
+                    j.username.clone(),
+                    j.nas_name.clone(),
+                    j.profile.clone(),
+                    j.kind
+                        .map(|k| k.as_str().to_owned())
+                        .unwrap_or_else(|| "-".into()),
+                    j.state.as_str().to_owned(),
+                    j.sends.to_string(),
+                    format!("{} ({})", j.outcome.clone().unwrap_or_default(), j.cause),
+                ]
+            })
+            .collect(),
     )
 }
 

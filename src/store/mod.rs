@@ -17,8 +17,11 @@ use chrono_tz::Tz;
 use crate::config::DatabaseUrl;
 use crate::import::ImportPlan;
 
-use crate::model::{Actor, AuditEntry, Contract, Login, Release, ReplyAttribute, Session};
-use crate::policy::{ContractState, Grant, ParameterError, Parameters, Refusal};
+use crate::model::{
+    Actor, AuditEntry, Contract, EnforcementJob, JobState, Login, Release, ReplyAttribute,
+    RequestKind, Session,
+};
+use crate::policy::{ContractState, Grant, ParameterError, Parameters, Profile, Refusal};
 
 /// Why a store operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +86,70 @@ pub struct StateChange {
     /// The release this change ended (payment ends a release as
     /// `unblocked`, cancellation as `revoked`).
     pub ended_release: Option<Release>,
+    /// Enforcement jobs queued for the contract's online sessions.
+    pub jobs: Vec<i64>,
+}
+
+/// The result of a change, with the enforcement jobs it queued for the
+/// contract's online sessions.
+#[derive(Clone, Debug)]
+pub struct Enforced<T> {
+    pub value: T,
+    pub jobs: Vec<i64>,
+}
+
+/// A release the scheduler ended, and the enforcement it queued.
+#[derive(Clone, Debug)]
+pub struct ExpiredRelease {
+    pub release: Release,
+    pub jobs: Vec<i64>,
+}
+
+/// An online session as the enforcer addresses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionTarget {
+    pub nas_name: String,
+    /// Where the NAS's accounting came from.
+    pub nas_address: String,
+    pub username: String,
+    pub acct_session_id: String,
+    pub framed_ip_address: Option<String>,
+    pub nas_ip_address: Option<String>,
+    pub nas_identifier: Option<String>,
+}
+
+/// An enforcement job as the enforcer works on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxJob {
+    pub id: i64,
+    pub session_id: i64,
+    pub contract_id: String,
+    /// The profile to move to; `None` for a cancelled contract.
+    pub profile: Option<Profile>,
+    pub kind: Option<RequestKind>,
+    pub fallback: bool,
+    /// The request as sent, once sent.
+    pub packet: Option<Vec<u8>>,
+    pub sends: u32,
+    pub target: SessionTarget,
+}
+
+/// How a job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobResult {
+    pub state: JobState,
+    pub outcome: String,
+    pub error_cause: Option<u32>,
+    /// The NAS said the session does not exist (Error-Cause 503): close
+    /// our record of it.
+    pub close_session: bool,
+}
+
+/// An open session of a contract and the last enforcement sent to it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionEnforcement {
+    pub session: Session,
+    pub last_job: Option<EnforcementJob>,
 }
 
 /// Everything the contract summary shows, read in one transaction.
@@ -95,6 +162,8 @@ pub struct ContractRecord {
     /// The most recent audit entries about the contract, newest first.
     pub audit: Vec<AuditEntry>,
     pub parameters: Parameters,
+    /// Its open sessions, each with its last enforcement job.
+    pub sessions: Vec<SessionEnforcement>,
 }
 
 /// What an import wrote.
@@ -106,6 +175,8 @@ pub struct ImportCounts {
     pub logins_created: u64,
     pub logins_updated: u64,
     pub logins_unchanged: u64,
+    /// CoA / Disconnect jobs queued by state changes.
+    pub enforcement_jobs: u64,
 }
 
 /// What the RADIUS server needs to decide an Access-Request for a login.
@@ -223,7 +294,7 @@ pub trait Store: Send + Sync {
 
     /// Releases a contract if the rules allow it, or returns
     /// [`StoreError::Refused`]; the attempt is audited either way.
-    async fn release(&self, request: &ReleaseRequest) -> Result<Release, StoreError>;
+    async fn release(&self, request: &ReleaseRequest) -> Result<Enforced<Release>, StoreError>;
     /// Answers whether [`Store::release`] would succeed now, changing nothing.
     async fn preview_release(&self, request: &ReleaseRequest) -> Result<Grant, StoreError>;
     /// Ends a contract's running release early.
@@ -233,7 +304,7 @@ pub trait Store: Send + Sync {
         reason: &str,
         actor: &Actor,
         now: DateTime<Utc>,
-    ) -> Result<Release, StoreError>;
+    ) -> Result<Enforced<Release>, StoreError>;
     /// Releases, newest first.
     async fn releases(
         &self,
@@ -256,6 +327,57 @@ pub trait Store: Send + Sync {
         online_only: bool,
         limit: u32,
     ) -> Result<Vec<Session>, StoreError>;
+
+    /// The end of the next release to expire, if any is open.
+    async fn next_release_end(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Ends, as expired at their end instant, up to `limit` open releases
+    /// whose end is at or before `now`, queueing their enforcement, in one
+    /// transaction.
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ExpiredRelease>, StoreError>;
+
+    /// Pending jobs with an id above `after_id`, oldest first.
+    async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError>;
+    /// Jobs sent and not finished (after a restart: to send again).
+    async fn inflight_jobs(&self) -> Result<Vec<OutboxJob>, StoreError>;
+    /// Takes a pending job for sending, recording the request; false if it
+    /// is no longer pending (superseded, or another instance took it).
+    async fn claim_job(
+        &self,
+        id: i64,
+        kind: RequestKind,
+        packet: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Counts a retransmission.
+    async fn job_resent(&self, id: i64, sends: u32, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Records how a job ended.
+    async fn finish_job(
+        &self,
+        id: i64,
+        result: &JobResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Turns a failed CoA into a pending Disconnect; false when a newer job
+    /// for the session makes it moot (the job is then superseded).
+    async fn fall_back(
+        &self,
+        id: i64,
+        outcome: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Jobs, newest first.
+    async fn enforcement_jobs(
+        &self,
+        contract_id: Option<&str>,
+        failed_only: bool,
+        limit: u32,
+    ) -> Result<Vec<EnforcementJob>, StoreError>;
+    /// These jobs, as they stand.
+    async fn enforcement_jobs_by_id(&self, ids: &[i64]) -> Result<Vec<EnforcementJob>, StoreError>;
 
     /// Applies the valid rows of an import in one transaction.
     async fn import(

@@ -18,14 +18,16 @@ use sqlx::sqlite::{
 use sqlx::{Row, Transaction};
 
 use super::{
-    AccountingEvent, AccountingKind, AuthRecord, ContractRecord, ImportCounts, NewContract,
-    NewLogin, ReleaseRequest, StateChange, Store, StoreError,
+    AccountingEvent, AccountingKind, AuthRecord, ContractRecord, Enforced, ExpiredRelease,
+    ImportCounts, JobResult, NewContract, NewLogin, OutboxJob, ReleaseRequest, SessionEnforcement,
+    SessionTarget, StateChange, Store, StoreError,
 };
 use crate::import::ImportPlan;
 use crate::model::{
-    Actor, AuditEntry, Contract, EndReason, Login, Release, ReplyAttribute, Session,
+    Actor, AuditEntry, Contract, EndReason, EnforcementJob, Login, Release, ReplyAttribute,
+    RequestKind, Session,
 };
-use crate::policy::{self, ContractFacts, ContractState, Grant, Parameters};
+use crate::policy::{self, ContractFacts, ContractState, Grant, Parameters, Profile};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -83,7 +85,7 @@ impl SqliteStore {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    async fn try_release(&self, request: &ReleaseRequest) -> Result<Release, StoreError> {
+    async fn try_release(&self, request: &ReleaseRequest) -> Result<Enforced<Release>, StoreError> {
         let id = request.contract_id.as_str();
         let mut tx = self.write().await?;
         expire_lapsed(&mut tx, id, request.now).await?;
@@ -142,8 +144,22 @@ impl SqliteStore {
             "ok",
         )
         .await?;
+        // Facts exist: the policy granted the release.
+        let state = facts.map(|f| f.state).unwrap_or(ContractState::Blocked);
+        let jobs = queue_enforcement(
+            &mut tx,
+            id,
+            policy::effective_profile(state, false),
+            Some(Profile::Released),
+            &format!("release {} started", release.id),
+            request.now,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(release)
+        Ok(Enforced {
+            value: release,
+            jobs,
+        })
     }
 }
 
@@ -290,6 +306,29 @@ impl Store for SqliteStore {
             .map(audit_from)
             .collect::<Result<_, _>>()?;
         let parameters = load_parameters(&mut tx).await?;
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id IN ({}) ORDER BY started_at",
+            CONTRACT_SESSIONS.replace("?2", "?1")
+        );
+        let open_sessions = sqlx::query(&sql)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(session_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let last_job = format!("{JOB_SELECT} WHERE e.session_id = ?1 ORDER BY e.id DESC LIMIT 1");
+        let mut sessions = Vec::with_capacity(open_sessions.len());
+        for session in open_sessions {
+            let row = sqlx::query(&last_job)
+                .bind(session.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            sessions.push(SessionEnforcement {
+                last_job: row.as_ref().map(job_from).transpose()?,
+                session,
+            });
+        }
         tx.commit().await?;
         Ok(Some(ContractRecord {
             contract,
@@ -297,6 +336,7 @@ impl Store for SqliteStore {
             logins,
             audit,
             parameters,
+            sessions,
         }))
     }
 
@@ -381,7 +421,7 @@ impl Store for SqliteStore {
         load_login(&mut conn, username).await
     }
 
-    async fn release(&self, request: &ReleaseRequest) -> Result<Release, StoreError> {
+    async fn release(&self, request: &ReleaseRequest) -> Result<Enforced<Release>, StoreError> {
         match self.try_release(request).await {
             // Another writer slipped a release in despite the lock (a
             // second process without it): the retry sees it and refuses.
@@ -407,12 +447,12 @@ impl Store for SqliteStore {
         reason: &str,
         actor: &Actor,
         now: DateTime<Utc>,
-    ) -> Result<Release, StoreError> {
+    ) -> Result<Enforced<Release>, StoreError> {
         let mut tx = self.write().await?;
         expire_lapsed(&mut tx, contract_id, now).await?;
-        if load_contract(&mut tx, contract_id).await?.is_none() {
+        let Some(contract) = load_contract(&mut tx, contract_id).await? else {
             return Err(StoreError::ContractNotFound(contract_id.to_owned()));
-        }
+        };
         let ended = end_open_release(
             &mut tx,
             contract_id,
@@ -448,8 +488,20 @@ impl Store for SqliteStore {
             "ok",
         )
         .await?;
+        let jobs = queue_enforcement(
+            &mut tx,
+            contract_id,
+            policy::effective_profile(contract.state, true),
+            policy::effective_profile(contract.state, false),
+            &format!("release {} revoked", release.id),
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(release)
+        Ok(Enforced {
+            value: release,
+            jobs,
+        })
     }
 
     async fn releases(
@@ -534,6 +586,195 @@ impl Store for SqliteStore {
         rows.iter().map(session_from).collect()
     }
 
+    async fn next_release_end(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let end: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(ends_at) FROM releases WHERE ended_at IS NULL")
+                .fetch_one(&self.reader)
+                .await?;
+        end.map(instant).transpose()
+    }
+
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ExpiredRelease>, StoreError> {
+        let mut tx = self.write().await?;
+        let expired = expire_releases(&mut tx, None, now, limit).await?;
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError> {
+        let sql = format!(
+            "{OUTBOX_SELECT} WHERE e.state = 'pending' AND e.id > ?1 ORDER BY e.id LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(outbox_job_from).collect()
+    }
+
+    async fn inflight_jobs(&self) -> Result<Vec<OutboxJob>, StoreError> {
+        let sql = format!("{OUTBOX_SELECT} WHERE e.state = 'sent' ORDER BY e.id");
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
+        rows.iter().map(outbox_job_from).collect()
+    }
+
+    async fn claim_job(
+        &self,
+        id: i64,
+        kind: RequestKind,
+        packet: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = sqlx::query(
+            "UPDATE enforcement SET state = 'sent', kind = ?2, packet = ?3, sends = 1, \
+               updated_at = ?4 \
+             WHERE id = ?1 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(kind.as_str())
+        .bind(packet)
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn job_resent(&self, id: i64, sends: u32, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE enforcement SET sends = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'sent'",
+        )
+        .bind(id)
+        .bind(i64::from(sends))
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_job(
+        &self,
+        id: i64,
+        result: &JobResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE enforcement SET state = ?2, outcome = ?3, error_cause = ?4, \
+               finished_at = ?5, updated_at = ?5 \
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(result.state.as_str())
+        .bind(&result.outcome)
+        .bind(result.error_cause.map(i64::from))
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await?;
+        if result.close_session {
+            sqlx::query(
+                "UPDATE sessions SET stopped_at = ?2, updated_at = ?2, \
+                   terminate_cause = 'Session-Context-Not-Found' \
+                 WHERE id = (SELECT session_id FROM enforcement WHERE id = ?1) \
+                   AND stopped_at IS NULL",
+            )
+            .bind(id)
+            .bind(now.timestamp())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fall_back(
+        &self,
+        id: i64,
+        outcome: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let newer: Option<i64> = sqlx::query_scalar(
+            "SELECT n.id FROM enforcement n JOIN enforcement e ON e.session_id = n.session_id \
+             WHERE e.id = ?1 AND n.id > e.id AND n.state IN ('pending', 'sent') LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let fell_back = newer.is_none();
+        if fell_back {
+            sqlx::query(
+                "UPDATE enforcement SET state = 'pending', kind = 'disconnect', fallback = 1, \
+                   packet = NULL, sends = 0, outcome = ?2, updated_at = ?3 \
+                 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(outcome)
+            .bind(now.timestamp())
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "UPDATE enforcement SET state = 'superseded', outcome = ?2, finished_at = ?3, \
+                   updated_at = ?3 \
+                 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(format!("{outcome}; a newer change replaced it"))
+            .bind(now.timestamp())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(fell_back)
+    }
+
+    async fn enforcement_jobs(
+        &self,
+        contract_id: Option<&str>,
+        failed_only: bool,
+        limit: u32,
+    ) -> Result<Vec<EnforcementJob>, StoreError> {
+        let sql = format!(
+            "{JOB_SELECT} WHERE (?1 IS NULL OR e.contract_id = ?1) \
+               AND (?2 = 0 OR e.state IN ('nak', 'timeout', 'dropped')) \
+             ORDER BY e.id DESC LIMIT ?3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(contract_id)
+            .bind(failed_only)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    async fn enforcement_jobs_by_id(&self, ids: &[i64]) -> Result<Vec<EnforcementJob>, StoreError> {
+        let mut jobs = Vec::with_capacity(ids.len());
+        let sql = format!("{JOB_SELECT} WHERE e.id = ?1");
+        let mut conn = self.reader.acquire().await?;
+        for id in ids {
+            if let Some(row) = sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+            {
+                jobs.push(job_from(&row)?);
+            }
+        }
+        Ok(jobs)
+    }
+
     async fn import(
         &self,
         plan: &ImportPlan,
@@ -568,7 +809,9 @@ impl Store for SqliteStore {
             }
             if let Some(state) = row.state.filter(|s| *s != existing.state) {
                 let reason = format!("import, line {}", row.line);
-                change_state(&mut tx, &row.id, state, &reason, actor, now, "import").await?;
+                let change =
+                    change_state(&mut tx, &row.id, state, &reason, actor, now, "import").await?;
+                counts.enforcement_jobs += change.jobs.len() as u64;
                 changed = true;
             }
             if changed {
@@ -777,6 +1020,9 @@ async fn change_state(
         return Err(StoreError::ContractNotFound(id.to_owned()));
     };
     let previous = existing.state;
+    let released_before = load_facts(conn, id)
+        .await?
+        .is_some_and(|f| policy::running_until(f.open_release_ends_at, now).is_some());
     if previous == state {
         let detail = reason_detail(&format!("state stays {state}"), reason);
         write_audit(conn, now, actor, action, Some(id), &detail, "unchanged").await?;
@@ -784,6 +1030,7 @@ async fn change_state(
             contract: existing,
             previous,
             ended_release: None,
+            jobs: Vec::new(),
         });
     }
     let sql = format!(
@@ -817,10 +1064,21 @@ async fn change_state(
         ));
     }
     write_audit(conn, now, actor, action, Some(id), &detail, "ok").await?;
+    let released_after = released_before && ended_release.is_none();
+    let jobs = queue_enforcement(
+        conn,
+        id,
+        policy::effective_profile(previous, released_before),
+        policy::effective_profile(state, released_after),
+        &format!("state {previous} -> {state}"),
+        now,
+    )
+    .await?;
     Ok(StateChange {
         contract,
         previous,
         ended_release,
+        jobs,
     })
 }
 
@@ -855,35 +1113,120 @@ async fn expire_lapsed(
     contract_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let rows = sqlx::query(
+    expire_releases(conn, Some(contract_id), now, u32::MAX).await?;
+    Ok(())
+}
+
+/// Records as expired, at their end instant, open releases whose end is at
+/// or before `now` (of one contract, or of any, at most `limit`), audits
+/// each, and queues the enforcement of the change of profile.
+async fn expire_releases(
+    conn: &mut SqliteConnection,
+    contract_id: Option<&str>,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<ExpiredRelease>, StoreError> {
+    let sql = format!(
         "UPDATE releases SET ended_at = ends_at, end_reason = 'expired' \
-         WHERE contract_id = ?1 AND ended_at IS NULL AND ends_at <= ?2 \
-         RETURNING id, ends_at",
-    )
-    .bind(contract_id)
-    .bind(now.timestamp())
-    .fetch_all(&mut *conn)
-    .await?;
+         WHERE id IN (SELECT id FROM releases \
+           WHERE ended_at IS NULL AND ends_at <= ?1 AND (?2 IS NULL OR contract_id = ?2) \
+           ORDER BY ends_at, id LIMIT ?3) \
+         RETURNING {RELEASE_COLUMNS}"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(now.timestamp())
+        .bind(contract_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    let system = Actor {
+        uid: None,
+        operator: Some("liberad".to_owned()),
+    };
+    let mut expired = Vec::with_capacity(rows.len());
     for row in rows {
-        let id: i64 = row.try_get("id")?;
-        let ends_at = instant(row.try_get("ends_at")?)?;
-        let detail = format!("release {id} expired at {}", ends_at.to_rfc3339());
-        let system = Actor {
-            uid: None,
-            operator: Some("liberad".to_owned()),
-        };
+        let release = release_from(&row)?;
+        let detail = format!(
+            "release {} expired at {}",
+            release.id,
+            release.ends_at.to_rfc3339()
+        );
         write_audit(
             conn,
             now,
             &system,
             "release_end",
-            Some(contract_id),
+            Some(&release.contract_id),
             &detail,
             "ok",
         )
         .await?;
+        let state = load_contract(conn, &release.contract_id)
+            .await?
+            .map(|c| c.state)
+            .unwrap_or(ContractState::Blocked);
+        let jobs = queue_enforcement(
+            conn,
+            &release.contract_id,
+            policy::effective_profile(state, true),
+            policy::effective_profile(state, false),
+            &format!("release {} expired", release.id),
+            now,
+        )
+        .await?;
+        expired.push(ExpiredRelease { release, jobs });
     }
-    Ok(())
+    Ok(expired)
+}
+
+/// The open sessions of a contract: those recorded for it, and those of
+/// its logins.
+const CONTRACT_SESSIONS: &str = "SELECT id FROM sessions WHERE stopped_at IS NULL \
+     AND (contract_id = ?2 OR username IN (SELECT username FROM logins WHERE contract_id = ?2))";
+
+/// Queues a CoA / Disconnect for every open session of a contract whose
+/// effective profile changes from `before` to `after`; older unsent jobs of
+/// those sessions are superseded. Returns the new jobs' ids.
+async fn queue_enforcement(
+    conn: &mut SqliteConnection,
+    contract_id: &str,
+    before: Option<Profile>,
+    after: Option<Profile>,
+    cause: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    if before == after {
+        return Ok(Vec::new());
+    }
+    let supersede = format!(
+        "UPDATE enforcement SET state = 'superseded', updated_at = ?1, finished_at = ?1, \
+           outcome = 'replaced by a newer change before it was sent' \
+         WHERE state = 'pending' AND session_id IN ({CONTRACT_SESSIONS})"
+    );
+    sqlx::query(&supersede)
+        .bind(now.timestamp())
+        .bind(contract_id)
+        .execute(&mut *conn)
+        .await?;
+    let insert = format!(
+        "INSERT INTO enforcement (created_at, updated_at, contract_id, session_id, profile, \
+           cause, state) \
+         SELECT ?1, ?1, ?2, id, ?3, ?4, 'pending' FROM ({CONTRACT_SESSIONS}) \
+         RETURNING id"
+    );
+    let ids = sqlx::query_scalar(&insert)
+        .bind(now.timestamp())
+        .bind(contract_id)
+        .bind(profile_name(after))
+        .bind(cause)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(ids)
+}
+
+/// The name a target profile is stored under.
+fn profile_name(profile: Option<Profile>) -> &'static str {
+    profile.map(Profile::as_str).unwrap_or("reject")
 }
 
 async fn write_audit(
@@ -1136,6 +1479,80 @@ fn session_from(row: &SqliteRow) -> Result<Session, StoreError> {
     })
 }
 
+/// An outbox job joined with its session.
+const OUTBOX_SELECT: &str = "SELECT e.id, e.session_id, e.contract_id, e.profile, e.kind, \
+       e.fallback, e.packet, e.sends, s.nas_name, s.nas_address, s.username, \
+       s.acct_session_id, s.framed_ip_address, s.nas_ip_address, s.nas_identifier \
+     FROM enforcement e JOIN sessions s ON s.id = e.session_id";
+
+/// A job as operators see it.
+const JOB_SELECT: &str = "SELECT e.id, e.created_at, e.updated_at, e.contract_id, \
+       e.session_id, s.username, s.nas_name, s.acct_session_id, e.profile, e.cause, e.state, \
+       e.kind, e.fallback, e.sends, e.error_cause, e.outcome, e.finished_at \
+     FROM enforcement e JOIN sessions s ON s.id = e.session_id";
+
+fn column_kind(row: &SqliteRow) -> Result<Option<RequestKind>, StoreError> {
+    row.try_get::<Option<String>, _>("kind")?
+        .map(|k| k.parse::<RequestKind>().map_err(StoreError::Corrupt))
+        .transpose()
+}
+
+fn outbox_job_from(row: &SqliteRow) -> Result<OutboxJob, StoreError> {
+    let profile: String = row.try_get("profile")?;
+    let profile = match profile.as_str() {
+        "reject" => None,
+        "active" => Some(Profile::Active),
+        "released" => Some(Profile::Released),
+        "reduced" => Some(Profile::Reduced),
+        "blocked" => Some(Profile::Blocked),
+        other => return Err(StoreError::Corrupt(format!("unknown profile {other:?}"))),
+    };
+    Ok(OutboxJob {
+        id: row.try_get("id")?,
+        session_id: row.try_get("session_id")?,
+        contract_id: row.try_get("contract_id")?,
+        profile,
+        kind: column_kind(row)?,
+        fallback: row.try_get("fallback")?,
+        packet: row.try_get("packet")?,
+        sends: column_u32(row, "sends")?,
+        target: SessionTarget {
+            nas_name: row.try_get("nas_name")?,
+            nas_address: row.try_get("nas_address")?,
+            username: row.try_get("username")?,
+            acct_session_id: row.try_get("acct_session_id")?,
+            framed_ip_address: row.try_get("framed_ip_address")?,
+            nas_ip_address: row.try_get("nas_ip_address")?,
+            nas_identifier: row.try_get("nas_identifier")?,
+        },
+    })
+}
+
+fn job_from(row: &SqliteRow) -> Result<EnforcementJob, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(EnforcementJob {
+        id: row.try_get("id")?,
+        created_at: column_instant(row, "created_at")?,
+        updated_at: column_instant(row, "updated_at")?,
+        contract_id: row.try_get("contract_id")?,
+        session_id: row.try_get("session_id")?,
+        username: row.try_get("username")?,
+        nas_name: row.try_get("nas_name")?,
+        acct_session_id: row.try_get("acct_session_id")?,
+        profile: row.try_get("profile")?,
+        cause: row.try_get("cause")?,
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        kind: column_kind(row)?,
+        fallback: row.try_get("fallback")?,
+        sends: column_u32(row, "sends")?,
+        error_cause: row
+            .try_get::<Option<i64>, _>("error_cause")?
+            .and_then(|c| u32::try_from(c).ok()),
+        outcome: row.try_get("outcome")?,
+        finished_at: column_optional_instant(row, "finished_at")?,
+    })
+}
+
 fn audit_from(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         id: row.try_get("id")?,
@@ -1232,7 +1649,7 @@ mod tests {
     async fn releases_and_audit_are_history() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_blocked(dir.path(), "1").await;
-        let release = store.release(&request("1", NOON)).await.unwrap();
+        let release = store.release(&request("1", NOON)).await.unwrap().value;
         for sql in [
             "UPDATE releases SET ends_at = ends_at + 86400",
             "UPDATE releases SET started_at = 0",
@@ -1252,7 +1669,8 @@ mod tests {
         let revoked = store
             .revoke("1", "test", &Actor::default(), at(NOON + 60))
             .await
-            .unwrap();
+            .unwrap()
+            .value;
         assert_eq!(revoked.id, release.id);
         assert_eq!(revoked.ended_at, Some(at(NOON + 60)));
         let e = sqlx::query("UPDATE releases SET end_reason = 'expired'")
@@ -1270,10 +1688,10 @@ mod tests {
             .set_parameter("renew_after_days", "0", &Actor::default(), at(NOON))
             .await
             .unwrap();
-        let first = store.release(&request("1", NOON)).await.unwrap();
+        let first = store.release(&request("1", NOON)).await.unwrap().value;
         // The next day, the first release has run out and a new one starts.
         let next_day = NOON + 86_400;
-        let second = store.release(&request("1", next_day)).await.unwrap();
+        let second = store.release(&request("1", next_day)).await.unwrap().value;
         assert_ne!(first.id, second.id);
         let history = store.releases(Some("1"), 10).await.unwrap();
         let old = history.iter().find(|r| r.id == first.id).unwrap();

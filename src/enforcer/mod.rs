@@ -1,0 +1,585 @@
+//! The enforcer: sends the CoA and Disconnect requests the store's outbox
+//! holds, and records what the NAS answered.
+//!
+//! Jobs are written by the store in the same transaction as the change that
+//! causes them; this task takes pending jobs oldest first, builds each
+//! request once (kept in the outbox, so that a retransmission — even after
+//! a restart — is byte-identical), sends it within the NAS's limits (in
+//! flight, per second), retransmits at RFC 5080 intervals, and finishes
+//! the job on the checked answer or after the last send. One job per
+//! session is in flight at a time, so a NAS sees changes in order.
+//!
+//! - [`request`]: which request, its bytes, the meaning of an answer (pure);
+//! - [`transport`]: the UDP socket (or, in tests, channels).
+
+pub mod request;
+pub mod transport;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::{CoaMode, EnforcementConfig};
+use crate::model::{JobState, RequestKind};
+use crate::radius::Settings;
+use crate::radius::settings::NasClient;
+use crate::store::{JobResult, OutboxJob, Store, StoreError};
+use request::{Answer, Plan, SESSION_CONTEXT_NOT_FOUND};
+pub use transport::{Transport, UdpTransport};
+
+/// Pending jobs read from the store at a time.
+const FETCH: u32 = 1024;
+/// Below this many queued jobs, more are read.
+const LOW_WATER: usize = 256;
+/// After a store error, wait this long before trying again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// What other parts hold to wake the enforcer and follow its progress.
+#[derive(Clone)]
+pub struct EnforcerHandle {
+    wake: Arc<Notify>,
+    progress: watch::Receiver<u64>,
+}
+
+impl EnforcerHandle {
+    /// New jobs were queued: look at the outbox now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A receiver that changes each time a job finishes.
+    pub fn progress(&self) -> watch::Receiver<u64> {
+        self.progress.clone()
+    }
+}
+
+/// A request waiting for its answer.
+struct InFlight {
+    job: OutboxJob,
+    kind: RequestKind,
+    packet: Vec<u8>,
+    sends: u32,
+    deadline: Instant,
+    nas: Arc<NasClient>,
+    destination: SocketAddr,
+    /// What happened before (a CoA that fell back to this Disconnect).
+    prior: Option<String>,
+}
+
+/// Per-NAS limits: requests in flight, identifiers in use, a token bucket
+/// for requests per second.
+struct Lane {
+    in_flight: usize,
+    identifiers: HashSet<u8>,
+    next_identifier: u8,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Lane {
+    fn new(now: Instant, per_second: u32) -> Lane {
+        Lane {
+            in_flight: 0,
+            identifiers: HashSet::new(),
+            next_identifier: 0,
+            tokens: f64::from(per_second),
+            refilled: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant, per_second: u32) {
+        let elapsed = (now - self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * f64::from(per_second)).min(f64::from(per_second));
+        self.refilled = now;
+    }
+
+    /// When the next token is there.
+    fn next_token(&self, per_second: u32) -> Instant {
+        let missing = (1.0 - self.tokens).max(0.0);
+        self.refilled + Duration::from_secs_f64(missing / f64::from(per_second))
+    }
+
+    fn allocate(&mut self) -> Option<u8> {
+        for _ in 0..=u8::MAX {
+            let candidate = self.next_identifier;
+            self.next_identifier = self.next_identifier.wrapping_add(1);
+            if self.identifiers.insert(candidate) {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+}
+
+/// The enforcer task's state.
+pub struct Enforcer<T: Transport> {
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    config: EnforcementConfig,
+    transport: T,
+    wake: Arc<Notify>,
+    progress: watch::Sender<u64>,
+    queue: VecDeque<OutboxJob>,
+    queued: HashSet<i64>,
+    last_fetched: i64,
+    in_flight: HashMap<(SocketAddr, u8), InFlight>,
+    busy_sessions: HashSet<i64>,
+    lanes: HashMap<String, Lane>,
+    /// When queued work waits for a NAS's rate limit.
+    rate_wake: Option<Instant>,
+}
+
+enum Wake {
+    Stop,
+    Notified,
+    Reply(Option<(SocketAddr, Vec<u8>)>),
+    Deadline,
+}
+
+impl<T: Transport> Enforcer<T> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Arc<Settings>,
+        clock: Arc<dyn Clock>,
+        config: EnforcementConfig,
+        transport: T,
+    ) -> (Enforcer<T>, EnforcerHandle) {
+        let wake = Arc::new(Notify::new());
+        let (progress, progress_rx) = watch::channel(0);
+        let handle = EnforcerHandle {
+            wake: Arc::clone(&wake),
+            progress: progress_rx,
+        };
+        let enforcer = Enforcer {
+            store,
+            settings,
+            clock,
+            config,
+            transport,
+            wake,
+            progress,
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            last_fetched: 0,
+            in_flight: HashMap::new(),
+            busy_sessions: HashSet::new(),
+            lanes: HashMap::new(),
+            rate_wake: None,
+        };
+        (enforcer, handle)
+    }
+
+    /// Runs until `shutdown`. Requests still in flight then stay `sent` in
+    /// the outbox and are sent again (identically) at the next start.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        while let Err(e) = self.recover().await {
+            tracing::error!(error = %e, "enforcement: cannot read the outbox; retrying");
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(STORE_RETRY) => {}
+            }
+        }
+        loop {
+            let mut store_failed = false;
+            if let Err(e) = self.pump().await {
+                tracing::error!(error = %e, "enforcement: outbox not processed; retrying");
+                store_failed = true;
+            }
+            let deadline = self.next_deadline(store_failed);
+            let wake = {
+                let notified = self.wake.notified();
+                tokio::select! {
+                    () = shutdown.cancelled() => Wake::Stop,
+                    () = notified => Wake::Notified,
+                    received = self.transport.recv() => Wake::Reply(received),
+                    () = sleep_until(deadline) => Wake::Deadline,
+                }
+            };
+            match wake {
+                Wake::Stop => break,
+                Wake::Notified => {}
+                Wake::Reply(Some((from, bytes))) => self.on_reply(from, &bytes).await,
+                Wake::Reply(None) => {
+                    tracing::error!("enforcement: the CoA socket closed");
+                    break;
+                }
+                Wake::Deadline => self.on_deadlines().await,
+            }
+        }
+    }
+
+    /// Sends again, identically, what was in flight when liberad stopped.
+    async fn recover(&mut self) -> Result<(), StoreError> {
+        let jobs = self.store.inflight_jobs().await?;
+        if !jobs.is_empty() {
+            tracing::info!(
+                jobs = jobs.len(),
+                "enforcement: resending requests in flight at the last stop"
+            );
+        }
+        let now = Instant::now();
+        for job in jobs {
+            let (Some(kind), Some(packet)) = (job.kind, job.packet.clone()) else {
+                continue;
+            };
+            let Some((nas, destination)) = self.route(&job) else {
+                self.finish(
+                    &job,
+                    JobState::Dropped,
+                    "its NAS is not configured any more".to_owned(),
+                    None,
+                    false,
+                )
+                .await?;
+                continue;
+            };
+            let Some(&identifier) = packet.get(1) else {
+                continue;
+            };
+            let lane = self.lane(&nas.name, now);
+            lane.identifiers.insert(identifier);
+            lane.in_flight += 1;
+            let sends = job.sends + 1;
+            self.transport_send(destination, &packet).await;
+            self.store
+                .job_resent(job.id, sends, self.clock.now())
+                .await?;
+            self.queued.insert(job.id);
+            self.busy_sessions.insert(job.session_id);
+            self.in_flight.insert(
+                (destination, identifier),
+                InFlight {
+                    deadline: now + request::retransmission_timeout(&self.config, sends, job.id),
+                    prior: job
+                        .fallback
+                        .then(|| "CoA failed; fell back to Disconnect".to_owned()),
+                    job,
+                    kind,
+                    packet,
+                    sends,
+                    nas,
+                    destination,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads more pending jobs when few are queued, and starts what the
+    /// NAS limits allow.
+    async fn pump(&mut self) -> Result<(), StoreError> {
+        if self.queue.len() < LOW_WATER {
+            let jobs = self.store.pending_jobs(self.last_fetched, FETCH).await?;
+            for job in jobs {
+                self.last_fetched = self.last_fetched.max(job.id);
+                if self.queued.insert(job.id) {
+                    self.queue.push_back(job);
+                }
+            }
+        }
+        self.rate_wake = None;
+        let per_second = self.config.max_per_second_per_nas;
+        for _ in 0..self.queue.len() {
+            let Some(job) = self.queue.pop_front() else {
+                break;
+            };
+            if self.busy_sessions.contains(&job.session_id) {
+                self.queue.push_back(job);
+                continue;
+            }
+            let Some((nas, destination)) = self.route(&job) else {
+                self.queued.remove(&job.id);
+                self.finish(
+                    &job,
+                    JobState::Dropped,
+                    "its NAS is not configured any more".to_owned(),
+                    None,
+                    false,
+                )
+                .await?;
+                continue;
+            };
+            let now = Instant::now();
+            let max_in_flight = self.config.max_in_flight_per_nas;
+            let lane = self.lane(&nas.name, now);
+            lane.refill(now, per_second);
+            if lane.in_flight >= max_in_flight {
+                self.queue.push_back(job);
+                continue;
+            }
+            if lane.tokens < 1.0 {
+                let at = lane.next_token(per_second);
+                self.rate_wake = Some(self.rate_wake.map_or(at, |w| w.min(at)));
+                self.queue.push_back(job);
+                continue;
+            }
+            self.start(job, nas, destination).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a job's first request.
+    async fn start(
+        &mut self,
+        job: OutboxJob,
+        nas: Arc<NasClient>,
+        destination: SocketAddr,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let plan: Plan = request::plan(&job, &nas, &self.settings);
+        let Some(identifier) = self.lane(&nas.name, now).allocate() else {
+            self.queue.push_back(job);
+            return Ok(());
+        };
+        let Some(packet) = request::build(&job, &plan, identifier, &nas.secret, self.clock.now())
+        else {
+            self.lane(&nas.name, now).identifiers.remove(&identifier);
+            self.queued.remove(&job.id);
+            self.finish(
+                &job,
+                JobState::Dropped,
+                "the request does not fit in a RADIUS packet".to_owned(),
+                None,
+                false,
+            )
+            .await?;
+            return Ok(());
+        };
+        if !self
+            .store
+            .claim_job(job.id, plan.kind, &packet, self.clock.now())
+            .await?
+        {
+            // Superseded, or taken by another instance.
+            self.lane(&nas.name, now).identifiers.remove(&identifier);
+            self.queued.remove(&job.id);
+            return Ok(());
+        }
+        let lane = self.lane(&nas.name, now);
+        lane.tokens -= 1.0;
+        lane.in_flight += 1;
+        self.transport_send(destination, &packet).await;
+        self.busy_sessions.insert(job.session_id);
+        let prior = job
+            .fallback
+            .then(|| "CoA failed; fell back to Disconnect".to_owned());
+        self.in_flight.insert(
+            (destination, identifier),
+            InFlight {
+                deadline: now + request::retransmission_timeout(&self.config, 1, job.id),
+                job,
+                kind: plan.kind,
+                packet,
+                sends: 1,
+                nas,
+                destination,
+                prior,
+            },
+        );
+        Ok(())
+    }
+
+    async fn on_reply(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let Some(&identifier) = bytes.get(1) else {
+            return;
+        };
+        let key = (canonical(from), identifier);
+        let Some(flight) = self.in_flight.get(&key) else {
+            tracing::debug!(%from, identifier, "enforcement: an answer to no request in flight");
+            return;
+        };
+        let Some(answer) = request::interpret(bytes, &flight.packet, &flight.nas.secret) else {
+            tracing::warn!(nas = %flight.nas.name, %from, "enforcement: an answer that does not authenticate, ignored");
+            return;
+        };
+        let Some(flight) = self.in_flight.remove(&key) else {
+            return;
+        };
+        if let Err(e) = self.conclude(flight, key, Some(answer)).await {
+            tracing::error!(error = %e, "enforcement: outcome not recorded");
+        }
+    }
+
+    async fn on_deadlines(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(SocketAddr, u8)> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            let Some(mut flight) = self.in_flight.remove(&key) else {
+                continue;
+            };
+            if flight.sends < self.config.max_sends {
+                flight.sends += 1;
+                self.transport_send(flight.destination, &flight.packet)
+                    .await;
+                if let Err(e) = self
+                    .store
+                    .job_resent(flight.job.id, flight.sends, self.clock.now())
+                    .await
+                {
+                    tracing::error!(error = %e, "enforcement: retransmission not recorded");
+                }
+                flight.deadline = now
+                    + request::retransmission_timeout(&self.config, flight.sends, flight.job.id);
+                self.in_flight.insert(key, flight);
+                continue;
+            }
+            if let Err(e) = self.conclude(flight, key, None).await {
+                tracing::error!(error = %e, "enforcement: outcome not recorded");
+            }
+        }
+    }
+
+    /// Ends a request: with the NAS's answer, or `None` after the last
+    /// send. A CoA to a `coa_then_disconnect` NAS falls back to Disconnect.
+    async fn conclude(
+        &mut self,
+        flight: InFlight,
+        key: (SocketAddr, u8),
+        answer: Option<Answer>,
+    ) -> Result<(), StoreError> {
+        if let Some(lane) = self.lanes.get_mut(&flight.nas.name) {
+            lane.identifiers.remove(&key.1);
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+        }
+        self.busy_sessions.remove(&flight.job.session_id);
+        let name = request::kind_name(flight.kind);
+        let (state, mut outcome, error_cause) = match answer {
+            Some(Answer::Ack) => (JobState::Acked, format!("{name}-ACK"), None),
+            Some(Answer::Nak { error_cause }) => {
+                let cause = match error_cause {
+                    Some(c) => format!(" (Error-Cause {c} {})", request::error_cause_name(c)),
+                    None => String::new(),
+                };
+                (JobState::Nak, format!("{name}-NAK{cause}"), error_cause)
+            }
+            None => (
+                JobState::Timeout,
+                format!("{name}: no answer after {} sends", flight.sends),
+                None,
+            ),
+        };
+        if let Some(prior) = &flight.prior {
+            outcome = format!("{prior}; {outcome}");
+        }
+        let not_found = error_cause == Some(SESSION_CONTEXT_NOT_FOUND);
+        let may_fall_back = flight.kind == RequestKind::Coa
+            && flight.nas.coa_mode == CoaMode::CoaThenDisconnect
+            && !flight.job.fallback
+            && !not_found;
+        if state != JobState::Acked && may_fall_back {
+            let now = self.clock.now();
+            if self.store.fall_back(flight.job.id, &outcome, now).await? {
+                tracing::info!(
+                    nas = %flight.nas.name,
+                    user = %flight.job.target.username,
+                    outcome,
+                    "enforcement: CoA failed, falling back to Disconnect"
+                );
+                let mut job = flight.job;
+                job.fallback = true;
+                job.kind = Some(RequestKind::Disconnect);
+                job.packet = None;
+                self.queue.push_front(job);
+                // The Disconnect's outcome is appended to this one.
+                return Ok(());
+            }
+            self.queued.remove(&flight.job.id);
+            self.bump_progress();
+            return Ok(());
+        }
+        self.queued.remove(&flight.job.id);
+        self.finish(&flight.job, state, outcome, error_cause, not_found)
+            .await
+    }
+
+    async fn finish(
+        &mut self,
+        job: &OutboxJob,
+        state: JobState,
+        outcome: String,
+        error_cause: Option<u32>,
+        close_session: bool,
+    ) -> Result<(), StoreError> {
+        if state.is_failure() {
+            tracing::warn!(
+                nas = %job.target.nas_name,
+                user = %job.target.username,
+                contract = %job.contract_id,
+                outcome,
+                "enforcement failed"
+            );
+        } else {
+            tracing::debug!(nas = %job.target.nas_name, user = %job.target.username, outcome, "enforcement done");
+        }
+        let result = JobResult {
+            state,
+            outcome,
+            error_cause,
+            close_session,
+        };
+        self.store
+            .finish_job(job.id, &result, self.clock.now())
+            .await?;
+        self.bump_progress();
+        Ok(())
+    }
+
+    fn bump_progress(&self) {
+        self.progress.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The NAS of a job's session and where its CoA goes.
+    fn route(&self, job: &OutboxJob) -> Option<(Arc<NasClient>, SocketAddr)> {
+        let nas = self.settings.nas.by_name(&job.target.nas_name)?;
+        let address: IpAddr = job.target.nas_address.parse().ok()?;
+        Some((Arc::clone(nas), SocketAddr::new(address, nas.coa_port)))
+    }
+
+    fn lane(&mut self, nas: &str, now: Instant) -> &mut Lane {
+        let per_second = self.config.max_per_second_per_nas;
+        self.lanes
+            .entry(nas.to_owned())
+            .or_insert_with(|| Lane::new(now, per_second))
+    }
+
+    async fn transport_send(&self, destination: SocketAddr, packet: &[u8]) {
+        if let Err(e) = self.transport.send(destination, packet).await {
+            // Counted as a send: the retransmission timer covers it.
+            tracing::warn!(%destination, error = %e, "enforcement: send failed");
+        }
+    }
+
+    /// The next moment something is due: a retransmission, a rate-limited
+    /// job, or a retry after a store error.
+    fn next_deadline(&self, store_failed: bool) -> Option<Instant> {
+        let retransmission = self.in_flight.values().map(|f| f.deadline).min();
+        let retry = store_failed.then(|| Instant::now() + STORE_RETRY);
+        [retransmission, self.rate_wake, retry]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+fn canonical(address: SocketAddr) -> SocketAddr {
+    SocketAddr::new(address.ip().to_canonical(), address.port())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
