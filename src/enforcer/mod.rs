@@ -13,6 +13,8 @@
 //! - [`transport`]: the UDP socket (or, in tests, channels).
 
 pub mod request;
+#[cfg(test)]
+mod tests;
 pub mod transport;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -134,6 +136,8 @@ pub struct Enforcer<T: Transport> {
     lanes: HashMap<String, Lane>,
     /// When queued work waits for a NAS's rate limit.
     rate_wake: Option<Instant>,
+    /// Outcomes the store could not record yet, retried before new work.
+    unrecorded: Vec<(i64, JobResult)>,
 }
 
 enum Wake {
@@ -172,6 +176,7 @@ impl<T: Transport> Enforcer<T> {
             busy_sessions: HashSet::new(),
             lanes: HashMap::new(),
             rate_wake: None,
+            unrecorded: Vec::new(),
         };
         (enforcer, handle)
     }
@@ -275,6 +280,13 @@ impl<T: Transport> Enforcer<T> {
     /// Reads more pending jobs when few are queued, and starts what the
     /// NAS limits allow.
     async fn pump(&mut self) -> Result<(), StoreError> {
+        while let Some((id, result)) = self.unrecorded.pop() {
+            if let Err(e) = self.store.finish_job(id, &result, self.clock.now()).await {
+                self.unrecorded.push((id, result));
+                return Err(e);
+            }
+            self.bump_progress();
+        }
         if self.queue.len() < LOW_WATER {
             let jobs = self.store.pending_jobs(self.last_fetched, FETCH).await?;
             for job in jobs {

@@ -1,0 +1,337 @@
+//! The scheduler and the enforcer together, on a real SQLite store, with
+//! paused tokio time and a clock that follows it, and a NAS on channels:
+//! time moves only when the test advances it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::America::Sao_Paulo;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::transport::{ChannelPeer, ChannelTransport};
+use super::{Enforcer, EnforcerHandle};
+use crate::clock::{Clock, TokioClock};
+use crate::config::{Config, EnforcementConfig};
+use crate::model::{Actor, JobState};
+use crate::policy::ContractState;
+use crate::radius::Settings;
+use crate::radius::packet::{self, Attributes, code};
+use crate::scheduler::{Scheduler, SchedulerHandle};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{AccountingEvent, AccountingKind, NewContract, ReleaseRequest, Store};
+
+const SECRET: &[u8] = b"coa-secret";
+
+/// How the test NAS answers.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Ack,
+}
+
+/// One request the NAS received, and when (tokio time).
+#[derive(Clone)]
+struct Received {
+    at: Instant,
+    bytes: Vec<u8>,
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    clock: Arc<TokioClock>,
+    enforcer: EnforcerHandle,
+    scheduler: SchedulerHandle,
+    received: Arc<Mutex<Vec<Received>>>,
+    shutdown: CancellationToken,
+}
+
+/// 2026-11-27 22:00:00 in São Paulo: the release made now ends in 2 hours.
+fn start_wall() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-27T22:00:00-03:00")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// Opens the store with the real clock, then keeps the runtime busy and
+/// pauses time: from then on only `advance` moves it (an idle runtime would
+/// jump time forward while the store works on another thread).
+async fn world(config: EnforcementConfig) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+    let shutdown = CancellationToken::new();
+    let busy = shutdown.clone();
+    tokio::spawn(async move {
+        while !busy.is_cancelled() {
+            tokio::task::yield_now().await;
+        }
+    });
+    tokio::time::pause();
+    let text = "[[nas]]\nname = \"n\"\naddress = \"10.0.0.1\"\nsecret = \"coa-secret\"\n\
+                [profiles.active]\ncoa = [\"Filter-Id = full\"]\n\
+                [profiles.blocked]\naction = \"accept\"\ncoa = [\"Filter-Id = walled\"]\n";
+    let settings =
+        Arc::new(Settings::build(&Config::parse_with_env(text, "t", []).unwrap()).unwrap());
+    let clock = Arc::new(TokioClock::starting_at(start_wall()));
+    let (transport, peer) = ChannelTransport::pair();
+    let (enforcer, enforcer_handle) = Enforcer::new(
+        Arc::clone(&store),
+        settings,
+        Arc::clone(&clock) as Arc<dyn Clock>,
+        config.clone(),
+        transport,
+    );
+    let (scheduler, scheduler_handle) = Scheduler::new(
+        Arc::clone(&store),
+        Arc::clone(&clock) as Arc<dyn Clock>,
+        enforcer_handle.clone(),
+        config.expiry_batch,
+    );
+    tokio::spawn(enforcer.run(shutdown.clone()));
+    tokio::spawn(scheduler.run(shutdown.clone()));
+    let received = Arc::new(Mutex::new(Vec::new()));
+    tokio::spawn(nas(peer, Behaviour::Ack, Arc::clone(&received)));
+    World {
+        _dir: dir,
+        store,
+        clock,
+        enforcer: enforcer_handle,
+        scheduler: scheduler_handle,
+        received,
+        shutdown,
+    }
+}
+
+/// The NAS at the other end of the channels.
+async fn nas(mut peer: ChannelPeer, behaviour: Behaviour, received: Arc<Mutex<Vec<Received>>>) {
+    while let Some((to, request)) = peer.sent.recv().await {
+        received.lock().unwrap().push(Received {
+            at: Instant::now(),
+            bytes: request.clone(),
+        });
+        let reply_code = match (behaviour, request[0]) {
+            (Behaviour::Ack, code::COA_REQUEST) => code::COA_ACK,
+            (Behaviour::Ack, _) => code::DISCONNECT_ACK,
+        };
+        let authenticator: [u8; 16] = request[4..20].try_into().unwrap();
+        let mut reply = packet::encode(reply_code, request[1], &authenticator, &[]).unwrap();
+        packet::sign_reply(&mut reply, &authenticator, SECRET);
+        let from: SocketAddr = to;
+        let _ = peer.replies.send((from, reply));
+    }
+}
+
+/// Waits (bounded in real time) until `check` holds, yielding meanwhile.
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Gives the tasks many chances to run without moving time.
+async fn settle() {
+    for _ in 0..2000 {
+        tokio::task::yield_now().await;
+    }
+}
+
+impl World {
+    async fn blocked_contract(&self, id: &str) {
+        let contract = NewContract {
+            id: id.to_owned(),
+            name: String::new(),
+            state: ContractState::Blocked,
+        };
+        self.store
+            .add_contract(contract, &Actor::default(), self.clock.now())
+            .await
+            .unwrap();
+    }
+
+    async fn online(&self, contract: &str) {
+        // The session belongs to the contract through its login.
+        self.store
+            .add_login(
+                crate::store::NewLogin {
+                    username: format!("user-{contract}"),
+                    contract_id: contract.to_owned(),
+                    password: "pw".into(),
+                    reply: Vec::new(),
+                },
+                &Actor::default(),
+                self.clock.now(),
+            )
+            .await
+            .unwrap();
+        let event = AccountingEvent {
+            kind: AccountingKind::Start,
+            at: self.clock.now(),
+            nas_name: "n".into(),
+            nas_identity: "10.0.0.1".into(),
+            nas_address: "10.0.0.1".into(),
+            nas_ip_address: Some("10.0.0.1".into()),
+            nas_identifier: None,
+            username: format!("user-{contract}"),
+            acct_session_id: format!("session-{contract}"),
+            framed_ip_address: None,
+            calling_station_id: None,
+            nas_port_id: None,
+            session_time: None,
+            input_octets: 0,
+            output_octets: 0,
+            terminate_cause: None,
+        };
+        self.store.record_accounting(&[event]).await.unwrap();
+    }
+
+    async fn release(&self, contract: &str) -> crate::model::Release {
+        let request = ReleaseRequest {
+            contract_id: contract.to_owned(),
+            reason: String::new(),
+            actor: Actor::default(),
+            now: self.clock.now(),
+            timezone: Sao_Paulo,
+        };
+        let released = self.store.release(&request).await.unwrap();
+        self.scheduler.wake();
+        self.enforcer.wake();
+        released.value
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    async fn jobs_in(&self, state: JobState) -> usize {
+        self.store
+            .enforcement_jobs(None, false, 100_000)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|j| j.state == state)
+            .count()
+    }
+}
+
+fn filter_id(request: &[u8]) -> Option<String> {
+    Attributes::over(request)
+        .find(|(t, _)| *t == 11)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+#[tokio::test]
+async fn a_release_ends_exactly_at_its_instant_and_is_enforced() {
+    let w = world(EnforcementConfig::default()).await;
+    w.blocked_contract("1").await;
+    w.online("1").await;
+    let release = w.release("1").await;
+    assert_eq!(
+        release.ends_at - release.started_at,
+        chrono::Duration::hours(2)
+    );
+    // The start of the release moves the online session to the active profile.
+    until("the release's CoA, acknowledged", async || {
+        w.jobs_in(JobState::Acked).await == 1
+    })
+    .await;
+    assert_eq!(w.received()[0].bytes[0], code::COA_REQUEST);
+    assert_eq!(filter_id(&w.received()[0].bytes).as_deref(), Some("full"));
+
+    // One second before the end: still released, nothing more sent.
+    tokio::time::advance(Duration::from_secs(2 * 3600 - 1)).await;
+    settle().await;
+    let history = w.store.releases(Some("1"), 10).await.unwrap();
+    assert_eq!(history[0].ended_at, None, "ended early");
+    assert_eq!(w.received().len(), 1);
+
+    // At the end instant (tokio's timers have a granularity of one
+    // millisecond, so one more is allowed): ended and enforced.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    settle().await;
+    tokio::time::advance(Duration::from_millis(1)).await;
+    until("the expiry", async || {
+        w.store.releases(Some("1"), 10).await.unwrap()[0]
+            .ended_at
+            .is_some()
+    })
+    .await;
+    assert!(w.clock.now() - release.ends_at <= chrono::Duration::milliseconds(1));
+    let ended = &w.store.releases(Some("1"), 10).await.unwrap()[0];
+    assert_eq!(ended.ended_at, Some(release.ends_at));
+    assert_eq!(ended.end_reason, Some(crate::model::EndReason::Expired));
+    until("the expiry's CoA", async || w.received().len() == 2).await;
+    let back = &w.received()[1];
+    let interval = back.at - w.received()[0].at;
+    assert!(interval >= Duration::from_secs(2 * 3600), "{interval:?}");
+    assert!(interval <= Duration::from_secs(2 * 3600) + Duration::from_millis(1));
+    assert_eq!(filter_id(&back.bytes).as_deref(), Some("walled"));
+    until("both acknowledged", async || {
+        w.jobs_in(JobState::Acked).await == 2
+    })
+    .await;
+    w.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn many_releases_ending_together_are_all_enforced_within_the_nas_rate() {
+    const CONTRACTS: usize = 120;
+    const PER_SECOND: usize = 20;
+    let config = EnforcementConfig {
+        max_per_second_per_nas: PER_SECOND as u32,
+        max_in_flight_per_nas: 10,
+        expiry_batch: 50,
+        ..EnforcementConfig::default()
+    };
+    let w = world(config).await;
+    let mut end = None;
+    for i in 0..CONTRACTS {
+        let id = format!("c{i}");
+        w.blocked_contract(&id).await;
+        end = Some(w.release(&id).await.ends_at);
+    }
+    // The customers come online during the release.
+    for i in 0..CONTRACTS {
+        w.online(&format!("c{i}")).await;
+    }
+    settle().await;
+    assert!(w.received().is_empty());
+
+    let end = end.unwrap();
+    let wait = (end - w.clock.now()).to_std().unwrap();
+    tokio::time::advance(wait).await;
+    until("every release ended", async || {
+        w.store.next_release_end().await.unwrap().is_none()
+    })
+    .await;
+    // At most one second's worth at once, then the rest paced.
+    let mut seconds = 0;
+    loop {
+        until("the NAS's share of this second", async || {
+            w.jobs_in(JobState::Acked).await == w.received().len()
+                && w.received().len() >= ((seconds + 1) * PER_SECOND).min(CONTRACTS)
+        })
+        .await;
+        settle().await;
+        let sent = w.received().len();
+        assert!(
+            sent <= (seconds + 1) * PER_SECOND,
+            "{sent} requests within {seconds} s at {PER_SECOND}/s"
+        );
+        if sent == CONTRACTS {
+            break;
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        seconds += 1;
+    }
+    assert_eq!(seconds, CONTRACTS / PER_SECOND - 1);
+    assert_eq!(w.jobs_in(JobState::Acked).await, CONTRACTS);
+    w.shutdown.cancel();
+}
