@@ -379,9 +379,7 @@ impl<T: Transport> Enforcer<T> {
         lane.in_flight += 1;
         self.transport_send(destination, &packet).await;
         self.busy_sessions.insert(job.session_id);
-        let prior = job
-            .fallback
-            .then(|| "CoA failed; fell back to Disconnect".to_owned());
+        let prior = prior_outcome(&job);
         self.in_flight.insert(
             (destination, identifier),
             InFlight {
@@ -503,6 +501,7 @@ impl<T: Transport> Enforcer<T> {
                 job.fallback = true;
                 job.kind = Some(RequestKind::Disconnect);
                 job.packet = None;
+                job.outcome = Some(outcome);
                 self.queue.push_front(job);
                 // The Disconnect's outcome is appended to this one.
                 return Ok(());
@@ -583,6 +582,15 @@ impl<T: Transport> Enforcer<T> {
             .flatten()
             .min()
     }
+}
+
+/// What a job that fell back to Disconnect says happened to its CoA.
+fn prior_outcome(job: &OutboxJob) -> Option<String> {
+    job.fallback.then(|| {
+        job.outcome
+            .clone()
+            .unwrap_or_else(|| "CoA failed; fell back to Disconnect".to_owned())
+    })
 }
 
 fn canonical(address: SocketAddr) -> SocketAddr {

@@ -212,6 +212,7 @@ mod tests {
             fallback: false,
             packet: None,
             sends: 0,
+            outcome: None,
             target: SessionTarget {
                 nas_name: "n".into(),
                 nas_address: "10.0.0.1".into(),

@@ -131,6 +131,8 @@ pub struct OutboxJob {
     /// The request as sent, once sent.
     pub packet: Option<Vec<u8>>,
     pub sends: u32,
+    /// What happened so far (a CoA that fell back says why).
+    pub outcome: Option<String>,
     pub target: SessionTarget,
 }
 

@@ -1481,7 +1481,7 @@ fn session_from(row: &SqliteRow) -> Result<Session, StoreError> {
 
 /// An outbox job joined with its session.
 const OUTBOX_SELECT: &str = "SELECT e.id, e.session_id, e.contract_id, e.profile, e.kind, \
-       e.fallback, e.packet, e.sends, s.nas_name, s.nas_address, s.username, \
+       e.fallback, e.packet, e.sends, e.outcome, s.nas_name, s.nas_address, s.username, \
        s.acct_session_id, s.framed_ip_address, s.nas_ip_address, s.nas_identifier \
      FROM enforcement e JOIN sessions s ON s.id = e.session_id";
 
@@ -1516,6 +1516,7 @@ fn outbox_job_from(row: &SqliteRow) -> Result<OutboxJob, StoreError> {
         fallback: row.try_get("fallback")?,
         packet: row.try_get("packet")?,
         sends: column_u32(row, "sends")?,
+        outcome: row.try_get("outcome")?,
         target: SessionTarget {
             nas_name: row.try_get("nas_name")?,
             nas_address: row.try_get("nas_address")?,

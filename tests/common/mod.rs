@@ -4,6 +4,7 @@
 
 #![allow(dead_code, reason = "each test file uses its own part of the harness")]
 
+pub mod coa_nas;
 pub mod nas;
 
 use std::io::{BufRead, BufReader, Write};
