@@ -229,8 +229,7 @@ impl Admin {
                             ));
                         }
                         if !change.jobs.is_empty() {
-                            message
-                                .push_str(&format!("; {} online sessions told", change.jobs.len()));
+                            message.push_str(&format!("; {} told", sessions(change.jobs.len())));
                         }
                         Response::success(message).with_data(&StateChangeView {
                             contract: change.contract,
@@ -748,7 +747,7 @@ fn import_chunk(session: &mut Session, data: &str) -> Response {
     }
 }
 
-/// "; 2 online sessions told (1 confirmed, 1 pending)".
+/// " (2 online sessions told: 1 confirmed, 1 pending, 0 failed)".
 fn describe_enforcement(jobs: &[EnforcementJob], waited: bool) -> String {
     if jobs.is_empty() {
         return " (no online session to tell)".to_owned();
@@ -756,15 +755,15 @@ fn describe_enforcement(jobs: &[EnforcementJob], waited: bool) -> String {
     let confirmed = jobs.iter().filter(|j| j.state == JobState::Acked).count();
     let failed: Vec<&EnforcementJob> = jobs.iter().filter(|j| j.state.is_failure()).collect();
     let pending = jobs.iter().filter(|j| !j.state.is_final()).count();
-    let mut text = format!("; {} online sessions told", jobs.len());
+    let mut text = format!(" ({} told", sessions(jobs.len()));
     if waited || confirmed > 0 || !failed.is_empty() {
         text.push_str(&format!(
-            " ({confirmed} confirmed, {pending} pending, {} failed",
+            ": {confirmed} confirmed, {pending} pending, {} failed",
             failed.len()
         ));
         if let Some(first) = failed.first() {
             text.push_str(&format!(
-                ": {} on {}: {}",
+                "; {} on {}: {}",
                 first.username,
                 first.nas_name,
                 first.outcome.as_deref().unwrap_or("failed")
@@ -773,6 +772,15 @@ fn describe_enforcement(jobs: &[EnforcementJob], waited: bool) -> String {
     }
     text.push(')');
     text
+}
+
+/// "1 online session", "2 online sessions".
+fn sessions(n: usize) -> String {
+    if n == 1 {
+        "1 online session".to_owned()
+    } else {
+        format!("{n} online sessions")
+    }
 }
 
 fn clamp(limit: Option<u32>) -> u32 {
