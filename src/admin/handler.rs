@@ -161,16 +161,11 @@ impl Admin {
                 if let Some(id) = &contract {
                     model::check_contract_id(id)?;
                 }
-                match self
+                let list = self
                     .store
                     .sessions(contract.as_deref(), online, clamp(limit))
-                    .await
-                {
-                    Ok(list) => {
-                        Response::success(format!("{} sessions", list.len())).with_data(&list)
-                    }
-                    Err(e) => self.store_error(e, ""),
-                }
+                    .await;
+                self.listing("sessions", list)
             }
             Request::NasList => match &self.radius {
                 Some(radius) => {
@@ -244,10 +239,9 @@ impl Admin {
                 model::check_contract_id(&id)?;
                 self.contract_summary(&id).await
             }
-            Request::ContractList { state } => match self.store.contracts(state).await {
-                Ok(list) => Response::success(format!("{} contracts", list.len())).with_data(&list),
-                Err(e) => self.store_error(e, ""),
-            },
+            Request::ContractList { state } => {
+                self.listing("contracts", self.store.contracts(state).await)
+            }
             Request::LoginAdd {
                 username,
                 contract,
@@ -360,33 +354,22 @@ impl Admin {
                 if let Some(id) = &contract {
                     model::check_contract_id(id)?;
                 }
-                match self
+                let jobs = self
                     .store
                     .enforcement_jobs(contract.as_deref(), failed, clamp(limit))
-                    .await
-                {
-                    Ok(jobs) => Response::success(format!("{} enforcement jobs", jobs.len()))
-                        .with_data(&jobs),
-                    Err(e) => self.store_error(e, ""),
-                }
+                    .await;
+                self.listing("enforcement jobs", jobs)
             }
             Request::Releases { contract, limit } => {
                 if let Some(id) = &contract {
                     model::check_contract_id(id)?;
                 }
-                match self.store.releases(contract.as_deref(), clamp(limit)).await {
-                    Ok(list) => {
-                        Response::success(format!("{} releases", list.len())).with_data(&list)
-                    }
-                    Err(e) => self.store_error(e, ""),
-                }
+                let list = self.store.releases(contract.as_deref(), clamp(limit)).await;
+                self.listing("releases", list)
             }
-            Request::Audit { limit } => match self.store.audit(clamp(limit)).await {
-                Ok(list) => {
-                    Response::success(format!("{} audit entries", list.len())).with_data(&list)
-                }
-                Err(e) => self.store_error(e, ""),
-            },
+            Request::Audit { limit } => {
+                self.listing("audit entries", self.store.audit(clamp(limit)).await)
+            }
             Request::ParamsShow => match self.store.parameters().await {
                 Ok(p) => Response::success(describe_parameters(&p)).with_data(&p),
                 Err(e) => self.store_error(e, ""),
@@ -662,6 +645,18 @@ impl Admin {
                 ))
                 .with_data(&report)
             }
+            Err(e) => self.store_error(e, ""),
+        }
+    }
+
+    /// The answer to a listing: how many, and the entries.
+    fn listing<T: serde::Serialize>(
+        &self,
+        what: &str,
+        list: Result<Vec<T>, StoreError>,
+    ) -> Response {
+        match list {
+            Ok(list) => Response::success(format!("{} {what}", list.len())).with_data(&list),
             Err(e) => self.store_error(e, ""),
         }
     }

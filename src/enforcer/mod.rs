@@ -235,14 +235,8 @@ impl<T: Transport> Enforcer<T> {
                 continue;
             };
             let Some((nas, destination)) = self.route(&job) else {
-                self.finish(
-                    &job,
-                    JobState::Dropped,
-                    "its NAS is not configured any more".to_owned(),
-                    None,
-                    false,
-                )
-                .await?;
+                self.drop_job(&job, "its NAS is not configured any more")
+                    .await?;
                 continue;
             };
             let Some(&identifier) = packet.get(1) else {
@@ -308,14 +302,8 @@ impl<T: Transport> Enforcer<T> {
             }
             let Some((nas, destination)) = self.route(&job) else {
                 self.queued.remove(&job.id);
-                self.finish(
-                    &job,
-                    JobState::Dropped,
-                    "its NAS is not configured any more".to_owned(),
-                    None,
-                    false,
-                )
-                .await?;
+                self.drop_job(&job, "its NAS is not configured any more")
+                    .await?;
                 continue;
             };
             let now = Instant::now();
@@ -354,14 +342,8 @@ impl<T: Transport> Enforcer<T> {
         else {
             self.lane(&nas.name, now).identifiers.remove(&identifier);
             self.queued.remove(&job.id);
-            self.finish(
-                &job,
-                JobState::Dropped,
-                "the request does not fit in a RADIUS packet".to_owned(),
-                None,
-                false,
-            )
-            .await?;
+            self.drop_job(&job, "the request does not fit in a RADIUS packet")
+                .await?;
             return Ok(());
         };
         if !self
@@ -512,6 +494,12 @@ impl<T: Transport> Enforcer<T> {
         }
         self.queued.remove(&flight.job.id);
         self.finish(&flight.job, state, outcome, error_cause, not_found)
+            .await
+    }
+
+    /// Finishes a job that cannot be sent.
+    async fn drop_job(&mut self, job: &OutboxJob, why: &str) -> Result<(), StoreError> {
+        self.finish(job, JobState::Dropped, why.to_owned(), None, false)
             .await
     }
 
