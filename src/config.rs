@@ -31,7 +31,7 @@ pub struct ConfigError {
 }
 
 /// The whole configuration of a liberad instance.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Calendar of the releases: an IANA zone name such as
@@ -56,10 +56,21 @@ pub struct Config {
     pub profiles: ProfilesConfig,
     #[serde(default)]
     pub enforcement: EnforcementConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served; off when absent.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[enforcement]`: how CoA and Disconnect requests are sent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnforcementConfig {
     /// First retransmission timeout (RFC 5080: 2 s), doubled each time.
@@ -105,7 +116,7 @@ impl Default for EnforcementConfig {
 }
 
 /// `[radius]`: the listeners.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RadiusConfig {
     #[serde(default = "default_auth_listen")]
@@ -145,7 +156,7 @@ impl Default for RadiusConfig {
 }
 
 /// One `[[nas]]` entry: a BRAS/NAS, or a network of them sharing a secret.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NasConfig {
     pub name: String,
@@ -180,7 +191,7 @@ pub enum CoaMode {
 }
 
 /// `[profiles.*]`: what each effective profile gets.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilesConfig {
     #[serde(default)]
@@ -197,7 +208,7 @@ pub struct ProfilesConfig {
 }
 
 /// One profile.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileConfig {
     #[serde(default)]
@@ -225,7 +236,7 @@ pub enum ProfileAction {
 }
 
 /// `[database]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH`; default `sqlite://STATE_DIR/liberad.db`.
@@ -233,7 +244,7 @@ pub struct DatabaseConfig {
 }
 
 /// `[admin]`: the Unix socket `liberactl` talks to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     #[serde(default = "default_socket")]
@@ -267,7 +278,7 @@ impl AdminConfig {
 }
 
 /// `[log]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// A `tracing` filter: `info`, `debug`, `liberad=debug,sqlx=warn`, ...
@@ -432,7 +443,77 @@ impl Config {
     /// Reads the TOML file at `path`, applies `LIBERAD_…` overrides from the
     /// process environment, and validates the result.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::load_with_env(path, std::env::vars())
+        let config = Config::load_with_env(path, std::env::vars())?;
+        config.check_secrets_private(path)?;
+        Ok(config)
+    }
+
+    /// Refuses secrets that every local user can read: a configuration
+    /// file holding a NAS secret, or a `secret_file`, readable by others.
+    /// Entries that only match loopback addresses (test set-ups such as the
+    /// shipped example) are exempt.
+    pub fn check_secrets_private(&self, path: &Path) -> Result<(), ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let readable_by_others = |file: &Path| {
+            std::fs::metadata(file)
+                .map(|m| m.permissions().mode() & 0o004 != 0)
+                .unwrap_or(false)
+        };
+        for nas in &self.nas {
+            if nas_is_loopback_only(&nas.address) {
+                continue;
+            }
+            let (file, holder) = match (&nas.secret, &nas.secret_file) {
+                (Some(_), _) => (path, "holds the secret of"),
+                (None, Some(secret_file)) => (secret_file.as_path(), "is the secret file of"),
+                (None, None) => continue,
+            };
+            if readable_by_others(file) {
+                return Err(ConfigError {
+                    origin: path.display().to_string(),
+                    message: format!(
+                        "{} {holder} NAS {:?} and every local user can read it; \
+                         run `chmod o-r {}` (the package sets mode 0640, group liberad)",
+                        file.display(),
+                        nas.name,
+                        file.display()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings that differ from `running` and only apply after a
+    /// restart (a reload takes NAS clients, profiles, dictionaries, the
+    /// reject message and the log level).
+    pub fn restart_needed(&self, running: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |differs: bool, name: &'static str| {
+            if differs {
+                changed.push(name);
+            }
+        };
+        check(self.timezone != running.timezone, "timezone");
+        check(self.state_dir != running.state_dir, "state_dir");
+        check(self.database != running.database, "database");
+        check(self.admin != running.admin, "admin");
+        check(self.log.format != running.log.format, "log.format");
+        let (r, o) = (&self.radius, &running.radius);
+        check(r.auth_listen != o.auth_listen, "radius.auth_listen");
+        check(r.acct_listen != o.acct_listen, "radius.acct_listen");
+        check(
+            r.recv_buffer_bytes != o.recv_buffer_bytes,
+            "radius.recv_buffer_bytes",
+        );
+        check(r.max_in_flight != o.max_in_flight, "radius.max_in_flight");
+        check(
+            r.duplicate_window_secs != o.duplicate_window_secs,
+            "radius.duplicate_window_secs",
+        );
+        check(self.enforcement != running.enforcement, "enforcement");
+        check(self.metrics != running.metrics, "metrics");
+        changed
     }
 
     /// [`Config::load`] with an explicit environment, for tests.
@@ -546,6 +627,18 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.state_dir.join("liberad.db").display()),
         }
+    }
+}
+
+/// Whether a NAS address (IP or CIDR) covers loopback addresses only.
+fn nas_is_loopback_only(address: &str) -> bool {
+    let address = address.trim();
+    let network = address
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| address.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+    match network {
+        Ok(net) => net.network().is_loopback() && net.broadcast().is_loopback(),
+        Err(_) => false,
     }
 }
 
@@ -725,6 +818,50 @@ mod tests {
         let e = Config::load_with_env(Path::new("/nonexistent/liberad.toml"), []).unwrap_err();
         assert!(e.to_string().contains("cannot read"), "{e}");
         assert!(e.to_string().contains("/nonexistent/liberad.toml"), "{e}");
+    }
+
+    #[test]
+    fn secrets_readable_by_everyone_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("liberad.toml");
+        let text = "[[nas]]\nname = \"bras\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\n";
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = Config::load_with_env(&path, []).unwrap();
+        let e = config.check_secrets_private(&path).unwrap_err().to_string();
+        assert!(e.contains("chmod o-r") && e.contains("bras"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(config.check_secrets_private(&path).is_ok());
+        // A secret file readable by everyone is refused too.
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o604)).unwrap();
+        let text = format!(
+            "[[nas]]\nname = \"bras\"\naddress = \"10.0.0.0/24\"\nsecret_file = \"{}\"\n",
+            secret.display()
+        );
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load_with_env(&path, []).unwrap();
+        assert!(config.check_secrets_private(&path).is_err());
+        // Loopback-only NAS entries (tests, the example) are exempt.
+        let text = "[[nas]]\nname = \"t\"\naddress = \"127.0.0.0/8\"\nsecret = \"s\"\n";
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = Config::load_with_env(&path, []).unwrap();
+        assert!(config.check_secrets_private(&path).is_ok());
+    }
+
+    #[test]
+    fn a_reload_names_what_needs_a_restart() {
+        let a = load("[radius]\nauth_listen = \"127.0.0.1:1812\"\n", &[]).unwrap();
+        let b = load(
+            "[radius]\nauth_listen = \"127.0.0.1:11812\"\nreject_message = \"x\"\n[log]\nlevel = \"debug\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(b.restart_needed(&a), vec!["radius.auth_listen"]);
+        assert!(a.restart_needed(&a).is_empty());
     }
 
     #[test]

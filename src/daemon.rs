@@ -1,9 +1,15 @@
-//! The daemon's life: open the store, bind the admin socket, serve until
-//! told to stop, then drain what is in flight.
+//! The daemon's life: start every part, tell systemd it is ready, reload on
+//! SIGHUP, and on SIGTERM / SIGINT stop accepting work, drain what is in
+//! flight within a deadline, and close the store.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use sd_notify::NotifyState;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -11,13 +17,18 @@ use crate::admin::{Admin, AdminSocket, EnforcementView, RadiusView, server::Bind
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::enforcer::{Enforcer, UdpTransport};
+use crate::logging::LogControl;
 use crate::radius::packet::Port;
 use crate::radius::{RadiusServer, Settings, Sockets};
 use crate::scheduler::Scheduler;
 use crate::store::{self, StoreError};
+use crate::telemetry;
 
 /// How long requests in flight may take to finish after a stop signal.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long CoA / Disconnect requests in flight may wait for their answer
+/// after a stop signal.
+pub const ENFORCEMENT_DRAIN: Duration = Duration::from_secs(5);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +44,53 @@ pub enum StartError {
     Admin(#[from] BindError),
     #[error("RADIUS: {0}")]
     Radius(String),
+    #[error("metrics: {0}")]
+    Metrics(String),
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
 }
 
-/// Runs liberad until `shutdown` is cancelled, then waits (up to
-/// [`DRAIN_DEADLINE`]) for requests in flight.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+/// What the process is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// SIGHUP: read the configuration again.
+    Reload,
+    /// SIGTERM or SIGINT (named).
+    Stop(&'static str),
+}
+
+/// Turns SIGHUP, SIGTERM and SIGINT into [`Control`] messages, from a
+/// thread of their own (signal-hook).
+pub fn signals() -> Result<mpsc::UnboundedReceiver<Control>, StartError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
+        .map_err(StartError::Signals)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("signals".to_owned())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let control = match signal {
+                    SIGHUP => Control::Reload,
+                    SIGTERM => Control::Stop("SIGTERM"),
+                    _ => Control::Stop("SIGINT"),
+                };
+                if tx.send(control).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(StartError::Signals)?;
+    Ok(rx)
+}
+
+/// Runs liberad until a stop comes on `controls`.
+pub async fn run(
+    config: Config,
+    config_path: PathBuf,
+    log: Option<LogControl>,
+    mut controls: mpsc::UnboundedReceiver<Control>,
+) -> Result<(), StartError> {
     std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::StateDir {
         path: config.state_dir.clone(),
         source,
@@ -46,18 +99,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let store = store::open(&url).await?;
     tracing::info!(database = %url, timezone = config.timezone.name(), "store open");
 
+    let shutdown = CancellationToken::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let settings = Arc::new(Settings::build(&config).map_err(StartError::Radius)?);
+    let settings = Arc::new(ArcSwap::from_pointee(
+        Settings::build(&config).map_err(StartError::Radius)?,
+    ));
     let sockets = Sockets::bind(&config.radius).map_err(|e| StartError::Radius(e.to_string()))?;
-    let auth_address = sockets
-        .auth
-        .local_addr()
-        .map_err(|e| StartError::Radius(e.to_string()))?;
-    let acct_address = sockets
-        .acct
-        .local_addr()
-        .map_err(|e| StartError::Radius(e.to_string()))?;
+    let local = |socket: &tokio::net::UdpSocket| {
+        socket
+            .local_addr()
+            .map_err(|e| StartError::Radius(e.to_string()))
+    };
+    let (auth_address, acct_address) = (local(&sockets.auth)?, local(&sockets.acct)?);
+
+    // Request tasks, drained at the stop; listeners and background tasks.
     let tasks = TaskTracker::new();
+    let listeners = TaskTracker::new();
+    let background = TaskTracker::new();
+
     let radius = Arc::new(RadiusServer::new(
         Arc::clone(&settings),
         Arc::clone(&store),
@@ -70,7 +129,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let coa_source = transport.local_addr().ok();
     let (enforcer, enforcer_handle) = Enforcer::new(
         Arc::clone(&store),
-        settings,
+        Arc::clone(&settings),
         Arc::clone(&clock),
         config.enforcement.clone(),
         transport,
@@ -81,10 +140,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         enforcer_handle.clone(),
         config.enforcement.expiry_batch,
     );
-    let background = TaskTracker::new();
-    background.spawn(enforcer.run(shutdown.clone()));
+    background.spawn(enforcer.run(shutdown.clone(), ENFORCEMENT_DRAIN));
     background.spawn(scheduler.run(shutdown.clone()));
-    let listeners = TaskTracker::new();
+
     for (socket, port) in [(sockets.auth, Port::Auth), (sockets.acct, Port::Acct)] {
         listeners.spawn(Arc::clone(&radius).serve(socket, port, shutdown.clone(), tasks.clone()));
     }
@@ -96,8 +154,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         "RADIUS listening"
     );
 
+    if let Some(address) = config.metrics.listen {
+        let handle = telemetry::install().map_err(StartError::Metrics)?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| StartError::Metrics(format!("cannot listen on {address}: {e}")))?;
+        let bound: Option<SocketAddr> = listener.local_addr().ok();
+        listeners.spawn(telemetry::serve(
+            listener,
+            handle,
+            Arc::clone(&store),
+            shutdown.clone(),
+            tasks.clone(),
+        ));
+        tracing::info!(address = ?bound, "metrics listening on /metrics");
+    }
+
     let admin = Arc::new(
-        Admin::new(Arc::clone(&store), clock, config.timezone)
+        Admin::new(Arc::clone(&store), Arc::clone(&clock), config.timezone)
             .with_radius(RadiusView {
                 server: Arc::clone(&radius),
                 auth: auth_address,
@@ -109,33 +183,132 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
                 wait: Duration::from_secs(config.enforcement.wait_timeout_secs),
             }),
     );
-    drop(radius);
     let socket = AdminSocket::bind(&config.admin)?;
     tracing::info!(
         socket = %socket.path().display(),
         mode = format!("{:04o}", config.admin.socket_mode),
         "admin socket listening"
     );
-    socket
-        .serve(admin, &config.admin, shutdown.clone(), tasks.clone())
-        .await;
+    let admin_config = config.admin.clone();
+    let (admin_shutdown, admin_tasks) = (shutdown.clone(), tasks.clone());
+    listeners.spawn(async move {
+        socket
+            .serve(admin, &admin_config, admin_shutdown, admin_tasks)
+            .await;
+    });
 
-    tracing::info!("stopping: finishing requests in flight");
+    notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+    start_watchdog(&background, shutdown.clone());
+
+    let reloader = Reloader {
+        path: config_path,
+        started: config,
+        radius: Arc::clone(&radius),
+        log,
+    };
+    drop(radius);
+    let stop = loop {
+        match controls.recv().await {
+            Some(Control::Reload) => reloader.reload(),
+            Some(Control::Stop(signal)) => break signal,
+            None => break "the signal thread ended",
+        }
+    };
+
+    // The RADIUS server's last handle goes with the reloader, so that the
+    // accounting writer can finish once the listeners stop.
+    drop(reloader);
+    tracing::info!(signal = stop, "stopping: finishing requests in flight");
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    shutdown.cancel();
     listeners.close();
     listeners.wait().await;
     background.close();
-    background.wait().await;
     tasks.close();
-    if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait())
-        .await
-        .is_err()
-    {
+    let drained = async {
+        background.wait().await;
+        tasks.wait().await;
+    };
+    if tokio::time::timeout(DRAIN_DEADLINE, drained).await.is_err() {
         tracing::warn!(
-            remaining = tasks.len(),
-            "requests still running at the drain deadline; stopping anyway"
+            remaining = tasks.len() + background.len(),
+            "work still running at the drain deadline; stopping anyway"
         );
     }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What a reload needs: where the configuration is, what was started
+/// with, and the parts that take a new one.
+struct Reloader {
+    path: PathBuf,
+    started: Config,
+    radius: Arc<RadiusServer>,
+    log: Option<LogControl>,
+}
+
+impl Reloader {
+    /// Reads and validates the configuration again; applies it whole, or
+    /// keeps the running one and says why.
+    fn reload(&self) {
+        notify(&[NotifyState::Reloading, NotifyState::Status("reloading")]);
+        let outcome = Config::load(&self.path)
+            .map_err(|e| e.to_string())
+            .and_then(|config| Settings::build(&config).map(|s| (config, s)));
+        match outcome {
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the running configuration stays in force");
+                metrics::counter!(telemetry::RELOADS, "result" => "refused").increment(1);
+                metrics::gauge!(telemetry::LAST_RELOAD_SUCCESS).set(0.0);
+            }
+            Ok((config, settings)) => {
+                self.radius.apply(Arc::new(settings));
+                if let Some(log) = &self.log
+                    && let Err(e) = log.set_level(&config.log.level)
+                {
+                    tracing::warn!(error = %e, "log level not changed");
+                }
+                for key in config.restart_needed(&self.started) {
+                    tracing::warn!(
+                        key,
+                        "changed in the configuration: restart liberad to apply it"
+                    );
+                }
+                tracing::info!(
+                    nas = config.nas.len(),
+                    "configuration reloaded: NAS clients, secrets, profiles, dictionaries, log level"
+                );
+                metrics::counter!(telemetry::RELOADS, "result" => "applied").increment(1);
+                metrics::gauge!(telemetry::LAST_RELOAD_SUCCESS).set(1.0);
+            }
+        }
+        notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+    }
+}
+
+/// Tells systemd (when it started us with Type=notify).
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!(error = %e, "systemd notification not sent");
+    }
+}
+
+/// Pings systemd's watchdog at half its interval, when one is set.
+fn start_watchdog(tasks: &TaskTracker, shutdown: CancellationToken) {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let period = Duration::from_micros(usec / 2);
+    tasks.spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticks.tick() => notify(&[NotifyState::Watchdog]),
+            }
+        }
+    });
 }

@@ -31,3 +31,4 @@ pub mod policy;
 pub mod radius;
 pub mod scheduler;
 pub mod store;
+pub mod telemetry;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use liberad::config::Config;
-use tokio_util::sync::CancellationToken;
 
 /// Exit status for a configuration error (EX_CONFIG from sysexits.h).
 const EXIT_CONFIG: u8 = 78;
@@ -36,7 +35,14 @@ fn main() -> ExitCode {
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    liberad::logging::init(&config.log);
+    let log = liberad::logging::init(&config.log);
+    let controls = match liberad::daemon::signals() {
+        Ok(controls) => controls,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -44,11 +50,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
-        liberad::daemon::run(config, shutdown).await
-    });
+    let result = runtime.block_on(liberad::daemon::run(config, args.config, log, controls));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -56,22 +58,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Cancels `shutdown` on the first SIGTERM or SIGINT.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop liberad with SIGKILL");
-        return;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "stop requested");
-    shutdown.cancel();
 }

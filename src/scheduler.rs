@@ -89,6 +89,8 @@ impl Scheduler {
             let now = self.clock.now();
             let expired = self.store.expire_due(now, self.batch).await?;
             if !expired.is_empty() {
+                metrics::counter!(crate::telemetry::RELEASES_ENDED, "reason" => "expired")
+                    .increment(expired.len() as u64);
                 let jobs: usize = expired.iter().map(|e| e.jobs.len()).sum();
                 tracing::info!(
                     releases = expired.len(),

@@ -21,6 +21,7 @@ use crate::policy::{self, ContractFacts, ContractState, Refusal};
 use crate::radius::{RadiusServer, Settings};
 use crate::scheduler::SchedulerHandle;
 use crate::store::{Enforced, NewContract, NewLogin, ReleaseRequest, Store, StoreError};
+use crate::telemetry;
 
 /// Audit entries shown in the contract summary.
 const SUMMARY_AUDIT_ENTRIES: u32 = 10;
@@ -217,6 +218,9 @@ impl Admin {
                             format!("contract {id} is now {state} (was {})", change.previous)
                         };
                         if let Some(r) = &change.ended_release {
+                            let reason = r.end_reason.map_or("revoked", |e| e.as_str());
+                            metrics::counter!(telemetry::RELEASES_ENDED, "reason" => reason)
+                                .increment(1);
                             message.push_str(&format!(
                                 "; its temporary release {} ended ({})",
                                 r.id,
@@ -337,6 +341,8 @@ impl Admin {
                 let actor = actor(operator)?;
                 match self.store.revoke(&contract, &reason, &actor, now).await {
                     Ok(revoked) => {
+                        metrics::counter!(telemetry::RELEASES_ENDED, "reason" => "revoked")
+                            .increment(1);
                         let message = format!(
                             "temporary release of contract {contract} revoked at {}",
                             policy::format_local(now, self.timezone)
@@ -473,6 +479,7 @@ impl Admin {
         }
         match self.store.release(request).await {
             Ok(released) => {
+                metrics::counter!(telemetry::RELEASES_STARTED).increment(1);
                 let message = format!(
                     "contract {id} released until {}",
                     policy::format_local(released.value.ends_at, tz)

@@ -29,9 +29,10 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::{CoaMode, EnforcementConfig};
 use crate::model::{JobState, RequestKind};
-use crate::radius::Settings;
+use crate::radius::server::SharedSettings;
 use crate::radius::settings::NasClient;
 use crate::store::{JobResult, OutboxJob, Store, StoreError};
+use crate::telemetry;
 use request::{Answer, Plan, SESSION_CONTEXT_NOT_FOUND};
 pub use transport::{Transport, UdpTransport};
 
@@ -122,7 +123,7 @@ impl Lane {
 /// The enforcer task's state.
 pub struct Enforcer<T: Transport> {
     store: Arc<dyn Store>,
-    settings: Arc<Settings>,
+    settings: SharedSettings,
     clock: Arc<dyn Clock>,
     config: EnforcementConfig,
     transport: T,
@@ -150,7 +151,7 @@ enum Wake {
 impl<T: Transport> Enforcer<T> {
     pub fn new(
         store: Arc<dyn Store>,
-        settings: Arc<Settings>,
+        settings: SharedSettings,
         clock: Arc<dyn Clock>,
         config: EnforcementConfig,
         transport: T,
@@ -181,9 +182,11 @@ impl<T: Transport> Enforcer<T> {
         (enforcer, handle)
     }
 
-    /// Runs until `shutdown`. Requests still in flight then stay `sent` in
-    /// the outbox and are sent again (identically) at the next start.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Runs until `shutdown`, then waits (at most `drain`) for the answers
+    /// to the requests in flight, sending no new ones. Requests still
+    /// unanswered stay `sent` in the outbox and are sent again,
+    /// identically, at the next start.
+    pub async fn run(mut self, shutdown: CancellationToken, drain: Duration) {
         while let Err(e) = self.recover().await {
             tracing::error!(error = %e, "enforcement: cannot read the outbox; retrying");
             tokio::select! {
@@ -208,7 +211,10 @@ impl<T: Transport> Enforcer<T> {
                 }
             };
             match wake {
-                Wake::Stop => break,
+                Wake::Stop => {
+                    self.drain(drain).await;
+                    break;
+                }
                 Wake::Notified => {}
                 Wake::Reply(Some((from, bytes))) => self.on_reply(from, &bytes).await,
                 Wake::Reply(None) => {
@@ -217,6 +223,33 @@ impl<T: Transport> Enforcer<T> {
                 }
                 Wake::Deadline => self.on_deadlines().await,
             }
+        }
+    }
+
+    /// Lets the requests in flight finish (answers and retransmissions)
+    /// until none is left or the deadline passes.
+    async fn drain(&mut self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        while !self.in_flight.is_empty() {
+            let next = self.next_deadline(false).map_or(until, |d| d.min(until));
+            tokio::select! {
+                received = self.transport.recv() => match received {
+                    Some((from, bytes)) => self.on_reply(from, &bytes).await,
+                    None => break,
+                },
+                () = tokio::time::sleep_until(next) => {
+                    if Instant::now() >= until {
+                        break;
+                    }
+                    self.on_deadlines().await;
+                }
+            }
+        }
+        if !self.in_flight.is_empty() {
+            tracing::info!(
+                requests = self.in_flight.len(),
+                "enforcement: stopping with requests unanswered; they are sent again at the next start"
+            );
         }
     }
 
@@ -333,7 +366,7 @@ impl<T: Transport> Enforcer<T> {
         destination: SocketAddr,
     ) -> Result<(), StoreError> {
         let now = Instant::now();
-        let plan: Plan = request::plan(&job, &nas, &self.settings);
+        let plan: Plan = request::plan(&job, &nas, &self.settings.load());
         let Some(identifier) = self.lane(&nas.name, now).allocate() else {
             self.queue.push_back(job);
             return Ok(());
@@ -522,6 +555,12 @@ impl<T: Transport> Enforcer<T> {
         } else {
             tracing::debug!(nas = %job.target.nas_name, user = %job.target.username, outcome, "enforcement done");
         }
+        metrics::counter!(
+            telemetry::ENFORCEMENT,
+            "nas" => job.target.nas_name.clone(),
+            "outcome" => state.as_str()
+        )
+        .increment(1);
         let result = JobResult {
             state,
             outcome,
@@ -541,7 +580,8 @@ impl<T: Transport> Enforcer<T> {
 
     /// The NAS of a job's session and where its CoA goes.
     fn route(&self, job: &OutboxJob) -> Option<(Arc<NasClient>, SocketAddr)> {
-        let nas = self.settings.nas.by_name(&job.target.nas_name)?;
+        let settings = self.settings.load();
+        let nas = settings.nas.by_name(&job.target.nas_name)?;
         let address: IpAddr = job.target.nas_address.parse().ok()?;
         Some((Arc::clone(nas), SocketAddr::new(address, nas.coa_port)))
     }

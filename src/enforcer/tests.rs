@@ -73,8 +73,9 @@ async fn world(config: EnforcementConfig) -> World {
     let text = "[[nas]]\nname = \"n\"\naddress = \"10.0.0.1\"\nsecret = \"coa-secret\"\n\
                 [profiles.active]\ncoa = [\"Filter-Id = full\"]\n\
                 [profiles.blocked]\naction = \"accept\"\ncoa = [\"Filter-Id = walled\"]\n";
-    let settings =
-        Arc::new(Settings::build(&Config::parse_with_env(text, "t", []).unwrap()).unwrap());
+    let settings = Arc::new(arc_swap::ArcSwap::from_pointee(
+        Settings::build(&Config::parse_with_env(text, "t", []).unwrap()).unwrap(),
+    ));
     let clock = Arc::new(TokioClock::starting_at(start_wall()));
     let (transport, peer) = ChannelTransport::pair();
     let (enforcer, enforcer_handle) = Enforcer::new(
@@ -90,7 +91,7 @@ async fn world(config: EnforcementConfig) -> World {
         enforcer_handle.clone(),
         config.expiry_batch,
     );
-    tokio::spawn(enforcer.run(shutdown.clone()));
+    tokio::spawn(enforcer.run(shutdown.clone(), Duration::ZERO));
     tokio::spawn(scheduler.run(shutdown.clone()));
     let received = Arc::new(Mutex::new(Vec::new()));
     tokio::spawn(nas(peer, Behaviour::Ack, Arc::clone(&received)));

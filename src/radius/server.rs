@@ -13,12 +13,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::accounting::{self, AccountingWriter, Report};
 use super::auth::{self, Decision};
@@ -29,6 +31,11 @@ use super::stats::{CounterSnapshot, Counters, Event};
 use crate::clock::Clock;
 use crate::config::{CoaMode, RadiusConfig};
 use crate::store::Store;
+use crate::telemetry;
+
+/// The settings in force, swapped whole by a reload; each request keeps
+/// the snapshot it started with.
+pub type SharedSettings = Arc<ArcSwap<Settings>>;
 
 /// Receive buffer per datagram: the largest RADIUS packet.
 const RECEIVE_BUFFER: usize = packet::MAX_PACKET;
@@ -54,6 +61,49 @@ impl Sockets {
             auth: Arc::new(bind(config.auth_listen)?),
             acct: Arc::new(bind(config.acct_listen)?),
         })
+    }
+}
+
+/// Counters for every NAS of `settings`, reusing those of `existing`.
+fn counters_for(
+    settings: &Settings,
+    existing: &HashMap<String, Arc<Counters>>,
+) -> HashMap<String, Arc<Counters>> {
+    settings
+        .nas
+        .iter()
+        .map(|nas| {
+            let counters = existing.get(&nas.name).cloned().unwrap_or_default();
+            (nas.name.clone(), counters)
+        })
+        .collect()
+}
+
+fn count_drop(nas: &str, reason: DropReason) {
+    metrics::counter!(
+        telemetry::RADIUS_DROPS,
+        "nas" => nas.to_owned(),
+        "reason" => reason.as_str()
+    )
+    .increment(1);
+}
+
+/// The request type label of a code.
+fn request_type(request_code: u8) -> &'static str {
+    match request_code {
+        code::ACCESS_REQUEST => "access",
+        code::ACCOUNTING_REQUEST => "accounting",
+        _ => "status",
+    }
+}
+
+/// The result label of an answer's code.
+fn answer_name(reply_code: u8) -> &'static str {
+    match reply_code {
+        code::ACCESS_ACCEPT => "accept",
+        code::ACCESS_REJECT => "reject",
+        code::ACCOUNTING_RESPONSE => "response",
+        _ => "other",
     }
 }
 
@@ -101,11 +151,12 @@ struct UnknownLog {
 
 /// The RADIUS server: settings, store, and the state its loops share.
 pub struct RadiusServer {
-    settings: Arc<Settings>,
+    settings: SharedSettings,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     accounting: AccountingWriter,
-    counters: HashMap<String, Arc<Counters>>,
+    /// Per NAS name; kept across reloads for the NAS that remain.
+    counters: ArcSwap<HashMap<String, Arc<Counters>>>,
     unknown: Counters,
     unknown_log: Mutex<UnknownLog>,
     slots: Arc<Semaphore>,
@@ -115,26 +166,23 @@ pub struct RadiusServer {
 
 impl RadiusServer {
     pub fn new(
-        settings: Arc<Settings>,
+        settings: SharedSettings,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         tasks: &TaskTracker,
     ) -> RadiusServer {
-        let counters = settings
-            .nas
-            .iter()
-            .map(|nas| (nas.name.clone(), Arc::new(Counters::default())))
-            .collect();
-        let cache = || Mutex::new(ReplyCache::new(settings.duplicate_window, CACHE_CAPACITY));
+        let current = settings.load_full();
+        let counters = counters_for(&current, &HashMap::new());
+        let cache = || Mutex::new(ReplyCache::new(current.duplicate_window, CACHE_CAPACITY));
         RadiusServer {
-            accounting: AccountingWriter::start(Arc::clone(&store), settings.max_in_flight, tasks),
-            counters,
+            accounting: AccountingWriter::start(Arc::clone(&store), current.max_in_flight, tasks),
+            counters: ArcSwap::from_pointee(counters),
             unknown: Counters::default(),
             unknown_log: Mutex::new(UnknownLog {
                 last: None,
                 suppressed: 0,
             }),
-            slots: Arc::new(Semaphore::new(settings.max_in_flight)),
+            slots: Arc::new(Semaphore::new(current.max_in_flight)),
             auth_cache: cache(),
             acct_cache: cache(),
             settings,
@@ -178,12 +226,16 @@ impl RadiusServer {
         socket: &Arc<UdpSocket>,
         tasks: &TaskTracker,
     ) {
-        let Some(nas) = self.settings.nas.lookup(source.ip()) else {
+        let received = Instant::now();
+        let settings = self.settings.load_full();
+        let Some(nas) = settings.nas.lookup(source.ip()) else {
             self.unknown.count(Event::Drop(DropReason::UnknownClient));
+            count_drop("unknown", DropReason::UnknownClient);
             self.log_unknown(source);
             return;
         };
-        let counters = self.counters_of(nas);
+        let nas = Arc::clone(nas);
+        let counters = self.counters_of(&nas);
         let request = match packet::check(
             datagram,
             port,
@@ -193,6 +245,7 @@ impl RadiusServer {
             Ok(request) => request,
             Err(reason) => {
                 counters.count(Event::Drop(reason));
+                count_drop(&nas.name, reason);
                 tracing::debug!(nas = %nas.name, %source, reason = reason.as_str(), "packet dropped");
                 return;
             }
@@ -207,7 +260,7 @@ impl RadiusServer {
             identifier: request.identifier,
             authenticator: request.authenticator,
         };
-        match self.cache(port).begin(key, Instant::now()) {
+        match self.cache(port).begin(key, received) {
             Seen::New => {}
             Seen::InProgress => {
                 counters.count(Event::Duplicate);
@@ -223,37 +276,59 @@ impl RadiusServer {
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             self.cache(port).abandon(key);
             counters.count(Event::Drop(DropReason::Overloaded));
+            count_drop(&nas.name, DropReason::Overloaded);
             return;
         };
         let owned = request.to_owned_request();
+        let kind = request_type(request.code);
         let server = Arc::clone(self);
         let socket = Arc::clone(socket);
-        let nas = Arc::clone(nas);
-        tasks.spawn(async move {
+        let span = tracing::info_span!(
+            "radius",
+            nas = %nas.name,
+            user = tracing::field::Empty,
+            result = tracing::field::Empty
+        );
+        let work = async move {
             let reply = server
-                .answer(port, &nas, owned.view(), source, &counters)
+                .answer(&settings, port, &nas, owned.view(), source, &counters)
                 .await;
+            let result = reply.as_ref().map_or("not_answered", |r| answer_name(r[0]));
+            tracing::Span::current().record("result", result);
             match reply {
                 Some(bytes) => {
                     server
                         .cache(port)
                         .finish(key, bytes.clone(), Instant::now());
                     if let Err(e) = socket.send_to(&bytes, source).await {
-                        tracing::warn!(nas = %nas.name, %source, error = %e, "reply not sent");
+                        tracing::warn!(%source, error = %e, "reply not sent");
                     }
                 }
                 None => {
                     server.cache(port).abandon(key);
                     counters.count(Event::Drop(DropReason::NotAnswered));
+                    count_drop(&nas.name, DropReason::NotAnswered);
                 }
             }
+            metrics::counter!(
+                telemetry::RADIUS_REQUESTS,
+                "nas" => nas.name.clone(),
+                "type" => kind,
+                "result" => result
+            )
+            .increment(1);
+            metrics::histogram!(telemetry::RADIUS_LATENCY, "type" => kind)
+                .record(received.elapsed().as_secs_f64());
+            tracing::debug!("request done");
             drop(slot);
-        });
+        };
+        tasks.spawn(work.instrument(span));
     }
 
     /// Processes one checked request; `None` leaves it unanswered.
     async fn answer(
         &self,
+        settings: &Settings,
         port: Port,
         nas: &NasClient,
         request: Checked<'_>,
@@ -268,7 +343,7 @@ impl RadiusServer {
                 };
                 packet::reply_packet(&request, reply_code, &nas.secret, true, &[])
             }
-            code::ACCESS_REQUEST => self.authenticate(nas, &request, counters).await,
+            code::ACCESS_REQUEST => self.authenticate(settings, nas, &request, counters).await,
             code::ACCOUNTING_REQUEST => {
                 match accounting::report(&request, nas, source.ip(), self.clock.now()) {
                     Report::Event(event) => {
@@ -277,7 +352,7 @@ impl RadiusServer {
                         }
                     }
                     Report::Ignored(why) => {
-                        tracing::info!(nas = %nas.name, %source, why, "accounting request not recorded");
+                        tracing::info!(%source, why, "accounting request not recorded");
                     }
                 }
                 counters.count(Event::AccountingResponse);
@@ -289,25 +364,29 @@ impl RadiusServer {
 
     async fn authenticate(
         &self,
+        settings: &Settings,
         nas: &NasClient,
         request: &Checked<'_>,
         counters: &Counters,
     ) -> Option<Vec<u8>> {
         let username = auth::username(request);
+        if let Some(name) = username {
+            tracing::Span::current().record("user", name);
+        }
         let record = match username {
             Some(name) => match self.store.auth_lookup(name).await {
                 Ok(record) => record,
                 Err(e) => {
                     // No answer rather than a wrong one: the NAS retries
                     // or fails over to its secondary server.
-                    tracing::error!(nas = %nas.name, user = name, error = %e, "login lookup failed");
+                    tracing::error!(error = %e, "login lookup failed");
                     return None;
                 }
             },
             None => None,
         };
         let decision = auth::decide(
-            &self.settings,
+            settings,
             request,
             &nas.secret,
             record.as_ref(),
@@ -316,14 +395,14 @@ impl RadiusServer {
         match &decision {
             Decision::Accept { profile, .. } => {
                 counters.count(Event::Accept);
-                tracing::debug!(nas = %nas.name, user = username, profile = profile.as_str(), "Access-Accept");
+                tracing::debug!(profile = profile.as_str(), "Access-Accept");
             }
             Decision::Reject(reason) => {
                 counters.count(Event::Reject);
-                tracing::info!(nas = %nas.name, user = username, reason = reason.as_str(), "Access-Reject");
+                tracing::info!(reason = reason.as_str(), "Access-Reject");
             }
         }
-        auth::reply(&self.settings, request, &nas.secret, &decision)
+        auth::reply(settings, request, &nas.secret, &decision)
     }
 
     fn cache(&self, port: Port) -> std::sync::MutexGuard<'_, ReplyCache> {
@@ -335,11 +414,21 @@ impl RadiusServer {
     }
 
     fn counters_of(&self, nas: &NasClient) -> Arc<Counters> {
-        // Every configured NAS has counters from the start.
+        // Every configured NAS has counters from the start (or the reload
+        // that added it).
         self.counters
+            .load()
             .get(&nas.name)
             .cloned()
             .unwrap_or_else(|| Arc::new(Counters::default()))
+    }
+
+    /// Puts reloaded settings in force: requests already being processed
+    /// finish with the settings they started with, new ones take these.
+    pub fn apply(&self, settings: Arc<Settings>) {
+        let counters = counters_for(&settings, &self.counters.load());
+        self.counters.store(Arc::new(counters));
+        self.settings.store(settings);
     }
 
     fn log_unknown(&self, source: SocketAddr) {
@@ -366,13 +455,14 @@ impl RadiusServer {
 
     /// The settings in force.
     pub fn settings(&self) -> Arc<Settings> {
-        Arc::clone(&self.settings)
+        self.settings.load_full()
     }
 
     /// The NAS clients and their counters.
     pub fn report(&self) -> NasReport {
-        let nas = self
-            .settings
+        let settings = self.settings.load_full();
+        let counters = self.counters.load();
+        let nas = settings
             .nas
             .iter()
             .map(|nas| NasView {
@@ -381,8 +471,7 @@ impl RadiusServer {
                 require_message_authenticator: nas.require_message_authenticator,
                 coa_port: nas.coa_port,
                 coa_mode: nas.coa_mode,
-                counters: self
-                    .counters
+                counters: counters
                     .get(&nas.name)
                     .map(|c| c.snapshot())
                     .unwrap_or_default(),

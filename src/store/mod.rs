@@ -237,6 +237,16 @@ impl AccountingEvent {
     }
 }
 
+/// Sizes the metrics report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub sessions_online: u64,
+    /// Enforcement jobs pending or in flight.
+    pub outbox_depth: u64,
+    /// Releases not recorded as ended.
+    pub releases_running: u64,
+}
+
 /// The store interface. SQLite implements it now; a PostgreSQL
 /// implementation must give the same answers to the same calls.
 #[async_trait]
@@ -329,6 +339,9 @@ pub trait Store: Send + Sync {
         online_only: bool,
         limit: u32,
     ) -> Result<Vec<Session>, StoreError>;
+
+    /// Counts for the metrics endpoint.
+    async fn counts(&self) -> Result<StoreCounts, StoreError>;
 
     /// The end of the next release to expire, if any is open.
     async fn next_release_end(&self) -> Result<Option<DateTime<Utc>>, StoreError>;

@@ -20,7 +20,7 @@ use sqlx::{Row, Transaction};
 use super::{
     AccountingEvent, AccountingKind, AuthRecord, ContractRecord, Enforced, ExpiredRelease,
     ImportCounts, JobResult, NewContract, NewLogin, OutboxJob, ReleaseRequest, SessionEnforcement,
-    SessionTarget, StateChange, Store, StoreError,
+    SessionTarget, StateChange, Store, StoreCounts, StoreError,
 };
 use crate::import::ImportPlan;
 use crate::model::{
@@ -584,6 +584,24 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(session_from).collect()
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM sessions WHERE stopped_at IS NULL) AS sessions, \
+               (SELECT COUNT(*) FROM enforcement WHERE state IN ('pending', 'sent')) AS outbox, \
+               (SELECT COUNT(*) FROM releases WHERE ended_at IS NULL) AS releases",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        let count = |column: &str| -> Result<u64, StoreError> {
+            Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+        };
+        Ok(StoreCounts {
+            sessions_online: count("sessions")?,
+            outbox_depth: count("outbox")?,
+            releases_running: count("releases")?,
+        })
     }
 
     async fn next_release_end(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
