@@ -154,12 +154,14 @@ pub async fn run(
         "RADIUS listening"
     );
 
+    let mut metrics_address = None;
     if let Some(address) = config.metrics.listen {
         let handle = telemetry::install().map_err(StartError::Metrics)?;
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|e| StartError::Metrics(format!("cannot listen on {address}: {e}")))?;
         let bound: Option<SocketAddr> = listener.local_addr().ok();
+        metrics_address = bound;
         listeners.spawn(telemetry::serve(
             listener,
             handle,
@@ -181,7 +183,8 @@ pub async fn run(
                 enforcer: enforcer_handle,
                 scheduler: scheduler_handle,
                 wait: Duration::from_secs(config.enforcement.wait_timeout_secs),
-            }),
+            })
+            .with_metrics(metrics_address),
     );
     let socket = AdminSocket::bind(&config.admin)?;
     tracing::info!(

@@ -48,6 +48,7 @@ pub struct Admin {
     timezone: Tz,
     radius: Option<RadiusView>,
     enforcement: Option<EnforcementView>,
+    metrics: Option<SocketAddr>,
     /// One import at a time, daemon-wide: an import holds its whole file in
     /// memory and writes in one transaction.
     import_slot: Arc<Semaphore>,
@@ -85,6 +86,7 @@ impl Admin {
             timezone,
             radius: None,
             enforcement: None,
+            metrics: None,
             import_slot: Arc::new(Semaphore::new(1)),
         }
     }
@@ -93,6 +95,12 @@ impl Admin {
     /// follow the enforcement.
     pub fn with_enforcement(mut self, enforcement: EnforcementView) -> Admin {
         self.enforcement = Some(enforcement);
+        self
+    }
+
+    /// Lets `ping` say where the metrics are served.
+    pub fn with_metrics(mut self, address: Option<SocketAddr>) -> Admin {
+        self.metrics = address;
         self
     }
 
@@ -153,6 +161,7 @@ impl Admin {
                 timezone: self.timezone.name().to_owned(),
                 radius_auth: self.radius.as_ref().map(|r| r.auth.to_string()),
                 radius_acct: self.radius.as_ref().map(|r| r.acct.to_string()),
+                metrics: self.metrics.map(|m| m.to_string()),
             }),
             Request::Sessions {
                 contract,

@@ -319,6 +319,9 @@ pub struct Pong {
     /// Where RADIUS accounting is served.
     #[serde(default)]
     pub radius_acct: Option<String>,
+    /// Where `/metrics` is served, if anywhere.
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 /// `contract show`: the contract summary ("resumo do contrato").

@@ -119,22 +119,34 @@ impl Daemon {
         admin_extra: &str,
         extra: &str,
     ) -> Daemon {
+        let mut daemon = Daemon::prepare_in(dir, name, database, admin_extra, extra);
+        daemon.launch();
+        daemon
+    }
+
+    /// Writes the configuration of a daemon without starting it; `launch`
+    /// starts it.
+    pub fn prepare_in(
+        dir: &Path,
+        name: &str,
+        database: &Path,
+        admin_extra: &str,
+        extra: &str,
+    ) -> Daemon {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
             config_text(dir, name, database, admin_extra, extra),
         )
         .unwrap();
-        let mut daemon = Daemon {
+        Daemon {
             child: None,
             dir: dir.to_owned(),
             socket: dir.join(format!("{name}.sock")),
             config,
             log: dir.join(format!("{name}.log")),
             _temp: None,
-        };
-        daemon.launch();
-        daemon
+        }
     }
 
     /// Starts the binary and waits until its socket answers.
@@ -254,6 +266,19 @@ impl Daemon {
                 .unwrap_or_else(|| panic!("no {key} in {pong}"))
         };
         (address("radius_auth"), address("radius_acct"))
+    }
+
+    /// Waits (bounded) until the daemon's log contains `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        let started = Instant::now();
+        while !self.log_text().contains(text) {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{text:?} never appeared in the log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Opens a raw connection to the admin socket.
