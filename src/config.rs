@@ -236,11 +236,51 @@ pub enum ProfileAction {
 }
 
 /// `[database]`
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// `sqlite://PATH`; default `sqlite://STATE_DIR/liberad.db`.
+    /// `sqlite://PATH` or `postgres://…`; default
+    /// `sqlite://STATE_DIR/liberad.db`.
+    #[serde(default)]
     pub url: Option<String>,
+    /// PostgreSQL: connections in the pool.
+    #[serde(default = "default_max_connections_db")]
+    pub max_connections: u32,
+    /// PostgreSQL: how long a request waits for a connection before it is
+    /// treated as a database outage.
+    #[serde(default = "default_acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+    /// What RADIUS authentication answers while the database is
+    /// unreachable.
+    #[serde(default)]
+    pub on_outage: OutagePolicy,
+    /// With `on_outage = "cache"`: how old a remembered login may be.
+    #[serde(default = "default_cache_ttl_secs")]
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: default_max_connections_db(),
+            acquire_timeout_ms: default_acquire_timeout_ms(),
+            on_outage: OutagePolicy::default(),
+            cache_ttl_secs: default_cache_ttl_secs(),
+        }
+    }
+}
+
+/// What Access-Requests get while the database cannot be reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutagePolicy {
+    /// Logins seen in the last `cache_ttl_secs` are decided from what was
+    /// known then; others are rejected.
+    #[default]
+    Cache,
+    /// Every Access-Request is rejected.
+    Reject,
 }
 
 /// `[admin]`: the Unix socket `liberactl` talks to.
@@ -323,6 +363,18 @@ fn default_duplicate_window_secs() -> u64 {
 
 fn default_coa_port() -> u16 {
     3799
+}
+
+fn default_max_connections_db() -> u32 {
+    16
+}
+
+fn default_acquire_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_cache_ttl_secs() -> u64 {
+    300
 }
 
 fn default_retry_initial_ms() -> u64 {
@@ -580,6 +632,12 @@ impl Config {
         if self.admin.socket.as_os_str().is_empty() {
             return Err("admin.socket: the socket path is empty".to_owned());
         }
+        if self.database.max_connections == 0 {
+            return Err("database.max_connections: must be at least 1".to_owned());
+        }
+        if self.database.acquire_timeout_ms == 0 {
+            return Err("database.acquire_timeout_ms: must be at least 1".to_owned());
+        }
         if self.admin.max_connections == 0 {
             return Err("admin.max_connections: must be at least 1".to_owned());
         }
@@ -646,6 +704,7 @@ fn nas_is_loopback_only(address: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
+    Postgres(String),
 }
 
 impl DatabaseUrl {
@@ -661,26 +720,43 @@ impl DatabaseUrl {
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(format!(
-                "database.url: PostgreSQL is not supported by this version of liberad yet; \
-                 use sqlite://PATH (got {})",
-                redact_url(url)
-            ));
+            url.parse::<sqlx::postgres::PgConnectOptions>()
+                .map_err(|e| {
+                    format!(
+                        "database.url: {} is not a PostgreSQL URL: {e}",
+                        redact_url(url)
+                    )
+                })?;
+            return Ok(DatabaseUrl::Postgres(url.to_owned()));
         }
         Err(format!(
-            "database.url: {} is not a database URL (expected sqlite://PATH)",
+            "database.url: {} is not a database URL (expected sqlite://PATH or postgres://…)",
             redact_url(url)
         ))
     }
 }
 
-/// A URL without its password, for messages.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+/// A URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             format!("{}://…@{}", &url[..scheme_end], &url[at + 1..])
         }
-        _ => format!("{url:?}"),
+        _ => url.to_owned(),
+    };
+    // A password may also come as a query parameter.
+    match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=…"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url,
     }
 }
 
@@ -800,7 +876,7 @@ mod tests {
             ("[log]\nlevel = \"liberad=loud\"\n", "log.level"),
             ("[database]\nurl = \"mysql://x\"\n", "database.url"),
             (
-                "[database]\nurl = \"postgres://u:secret@h/db\"\n",
+                "[database]\nurl = \"postgres://u:secret@h:99999/db\"\n",
                 "database.url",
             ),
         ] {
@@ -811,6 +887,19 @@ mod tests {
         }
         let e = error_of("timezone = \n");
         assert!(e.contains("TOML"), "{e}");
+    }
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact_url("postgres://u:secret@db/liberad"),
+            "postgres://…@db/liberad"
+        );
+        assert_eq!(
+            redact_url("postgres:///l?host=/run&password=secret&user=u"),
+            "postgres:///l?host=/run&password=…&user=u"
+        );
+        assert_eq!(redact_url("sqlite://state/l.db"), "sqlite://state/l.db");
     }
 
     #[test]

@@ -96,8 +96,12 @@ pub async fn run(
         source,
     })?;
     let url = config.database_url();
-    let store = store::open(&url).await?;
-    tracing::info!(database = %url, timezone = config.timezone.name(), "store open");
+    let store = store::open(&config.database, &url).await?;
+    tracing::info!(
+        database = %crate::config::redact_url(&url),
+        timezone = config.timezone.name(),
+        "store open"
+    );
 
     let shutdown = CancellationToken::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -140,6 +144,7 @@ pub async fn run(
         enforcer_handle.clone(),
         config.enforcement.expiry_batch,
     );
+    scheduler.catch_up().await;
     background.spawn(enforcer.run(shutdown.clone(), ENFORCEMENT_DRAIN));
     background.spawn(scheduler.run(shutdown.clone()));
 

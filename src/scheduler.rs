@@ -62,6 +62,15 @@ impl Scheduler {
         (scheduler, handle)
     }
 
+    /// Ends, now, the releases whose end passed while liberad was down.
+    /// Run before the enforcer starts, so that the expiry supersedes any
+    /// older unsent enforcement of the same sessions.
+    pub async fn catch_up(&self) {
+        if let Err(e) = self.end_due().await {
+            tracing::error!(error = %e, "scheduler: releases not ended at start-up; retrying");
+        }
+    }
+
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
             let pause = match self.end_due().await {

@@ -6,6 +6,7 @@
 //! release decision is taken by [`crate::policy`] inside the transaction that
 //! records it, so two requests for the same contract cannot both succeed.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::config::DatabaseUrl;
+use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::import::ImportPlan;
 
 use crate::model::{
@@ -403,10 +404,32 @@ pub trait Store: Send + Sync {
     ) -> Result<ImportCounts, StoreError>;
 }
 
+/// What differs between the SQL of the two backends.
+pub(crate) struct Dialect {
+    /// How a write transaction begins.
+    pub begin_write: &'static str,
+    /// A statement locking a contract's row (`$1` = id), where rows lock.
+    pub lock_contract: Option<&'static str>,
+    /// A statement locking the parameters row.
+    pub lock_parameters: Option<&'static str>,
+    /// Appended to a row-picking subquery so that concurrent instances
+    /// take different rows.
+    pub skip_locked: &'static str,
+    /// The two-argument maximum function.
+    pub greatest: &'static str,
+}
+
 /// Opens the store a database URL names, creating and migrating it if
 /// needed.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(config: &DatabaseConfig, url: &str) -> Result<Arc<dyn Store>, StoreError> {
     match DatabaseUrl::parse(url).map_err(StoreError::Setup)? {
         DatabaseUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path).await?)),
+        DatabaseUrl::Postgres(url) => {
+            let pool = postgres::PoolSettings {
+                max_connections: config.max_connections,
+                acquire_timeout: std::time::Duration::from_millis(config.acquire_timeout_ms),
+            };
+            Ok(Arc::new(postgres::PgStore::connect(&url, pool).await?))
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod coa_nas;
 pub mod nas;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -57,7 +58,7 @@ login_reply = false
 pub fn config_text(
     dir: &Path,
     name: &str,
-    database: &Path,
+    database: &str,
     admin_extra: &str,
     extra: &str,
 ) -> String {
@@ -67,7 +68,7 @@ pub fn config_text(
         r#"timezone = "America/Sao_Paulo"
 state_dir = "{state}"
 [database]
-url = "sqlite://{db}"
+url = "{database}"
 [admin]
 socket = "{socket}"
 {admin_extra}
@@ -84,10 +85,37 @@ secret = "{SECRET}"
 {extra}
 "#,
         state = dir.join(format!("{name}-state")).display(),
-        db = database.display(),
         socket = dir.join(format!("{name}.sock")).display(),
         dictionaries = dictionaries.display(),
     )
+}
+
+/// The database a test binary runs on: each integration suite is compiled
+/// twice, once per backend (tests/NAME.rs on SQLite, tests/pg_NAME.rs on
+/// PostgreSQL), and the entry file says which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A new, empty database for a test, as a URL: an SQLite file in `dir`, or
+/// a database on this binary's PostgreSQL cluster. Without PostgreSQL the
+/// PostgreSQL binaries skip all their tests (under CI they fail).
+pub fn database(dir: &Path) -> String {
+    match crate::BACKEND {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("liberad.db").display()),
+        Backend::Postgres => match postgres::cluster() {
+            Some(cluster) => cluster.database(),
+            None => {
+                eprintln!(
+                    "skipped: the PostgreSQL server binaries (initdb, pg_ctl) are not \
+                     installed; install Debian's postgresql to run these tests"
+                );
+                std::process::exit(0);
+            }
+        },
+    }
 }
 
 impl Daemon {
@@ -105,17 +133,17 @@ impl Daemon {
     pub fn start_configured(admin_extra: &str, extra: &str) -> Daemon {
         let temp = tempfile::tempdir().expect("temporary directory");
         let dir = temp.path().to_owned();
-        let mut daemon = Daemon::start_in(&dir, "a", &dir.join("liberad.db"), admin_extra, extra);
+        let mut daemon = Daemon::start_in(&dir, "a", &database(&dir), admin_extra, extra);
         daemon._temp = Some(temp);
         daemon
     }
 
-    /// Starts a daemon named `name` in `dir` on the database file `database`
-    /// (several daemons may share one).
+    /// Starts a daemon named `name` in `dir` on the database at URL
+    /// `database` (several daemons may share one).
     pub fn start_in(
         dir: &Path,
         name: &str,
-        database: &Path,
+        database: &str,
         admin_extra: &str,
         extra: &str,
     ) -> Daemon {
@@ -129,7 +157,7 @@ impl Daemon {
     pub fn prepare_in(
         dir: &Path,
         name: &str,
-        database: &Path,
+        database: &str,
         admin_extra: &str,
         extra: &str,
     ) -> Daemon {

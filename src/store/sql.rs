@@ -1,0 +1,1603 @@
+// The statements of the store, shared by the SQLite and the PostgreSQL
+// backends: each backend module defines `Db`, `Conn`, `DbRow` and
+// `DIALECT`, then includes this file. Parameters are written `$N`, which
+// both databases read by number; what differs (locking, a function name)
+// comes from the dialect.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Pool, Row, Transaction};
+
+use super::{
+    AccountingEvent, AccountingKind, AuthRecord, ContractRecord, Enforced, ExpiredRelease,
+    ImportCounts, JobResult, NewContract, NewLogin, OutboxJob, ReleaseRequest, SessionEnforcement,
+    SessionTarget, StateChange, Store, StoreCounts, StoreError,
+};
+use crate::import::ImportPlan;
+use crate::model::{
+    Actor, AuditEntry, Contract, EndReason, EnforcementJob, Login, Release, ReplyAttribute,
+    RequestKind, Session,
+};
+use crate::policy::{self, ContractFacts, ContractState, Grant, Parameters, Profile};
+
+const CONTRACT_COLUMNS: &str = "id, name, state, state_changed_at, created_at";
+const LOGIN_COLUMNS: &str = "username, contract_id, reply, created_at, updated_at";
+const RELEASE_COLUMNS: &str = "id, contract_id, started_at, ends_at, operator, reason, actor_uid, \
+     ended_at, end_reason, ended_by, end_note";
+const AUDIT_COLUMNS: &str = "id, at, actor_uid, operator, action, contract_id, detail, outcome";
+const SESSION_COLUMNS: &str = "id, nas_name, nas_identity, nas_address, nas_ip_address, \
+     nas_identifier, username, contract_id, acct_session_id, framed_ip_address, \
+     calling_station_id, nas_port_id, started_at, updated_at, stopped_at, session_time, \
+     input_octets, output_octets, terminate_cause";
+
+/// The store on one database, through a pool for writes and one for reads
+/// (on PostgreSQL the same pool).
+pub struct SqlStore {
+    writer: Pool<Db>,
+    reader: Pool<Db>,
+}
+
+impl SqlStore {
+    /// A write transaction: on SQLite it takes the database lock up front
+    /// (`BEGIN IMMEDIATE`); on PostgreSQL, rows are locked as they are read.
+    async fn write(&self) -> Result<Transaction<'static, Db>, StoreError> {
+        Ok(self.writer.begin_with(DIALECT.begin_write).await?)
+    }
+
+    async fn try_release(&self, request: &ReleaseRequest) -> Result<Enforced<Release>, StoreError> {
+        let id = request.contract_id.as_str();
+        let mut tx = self.write().await?;
+        lock_contract(&mut tx, id).await?;
+        expire_lapsed(&mut tx, id, request.now).await?;
+        let parameters = load_parameters(&mut tx).await?;
+        let facts = load_facts(&mut tx, id).await?;
+        let grant =
+            policy::check_release(&parameters, facts.as_ref(), request.now, request.timezone);
+        let grant = match grant {
+            Ok(grant) => grant,
+            Err(refusal) => {
+                let detail =
+                    reason_detail(&refusal.describe(id, request.timezone), &request.reason);
+                write_audit(
+                    &mut tx,
+                    request.now,
+                    &request.actor,
+                    "release",
+                    Some(id),
+                    &detail,
+                    refusal.code(),
+                )
+                .await?;
+                tx.commit().await?;
+                return Err(StoreError::Refused(refusal));
+            }
+        };
+        let sql = format!(
+            "INSERT INTO releases (contract_id, started_at, ends_at, operator, reason, actor_uid) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {RELEASE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .bind(grant.starts_at.timestamp())
+            .bind(grant.ends_at.timestamp())
+            .bind(request.actor.display_name())
+            .bind(&request.reason)
+            .bind(request.actor.uid.map(i64::from))
+            .fetch_one(&mut *tx)
+            .await?;
+        let release = release_from(&row)?;
+        let detail = reason_detail(
+            &format!(
+                "release {} until {}",
+                release.id,
+                policy::format_local(release.ends_at, request.timezone)
+            ),
+            &request.reason,
+        );
+        write_audit(
+            &mut tx,
+            request.now,
+            &request.actor,
+            "release",
+            Some(id),
+            &detail,
+            "ok",
+        )
+        .await?;
+        // Facts exist: the policy granted the release.
+        let state = facts.map(|f| f.state).unwrap_or(ContractState::Blocked);
+        let jobs = queue_enforcement(
+            &mut tx,
+            id,
+            policy::effective_profile(state, false),
+            Some(Profile::Released),
+            &format!("release {} started", release.id),
+            request.now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Enforced {
+            value: release,
+            jobs,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn parameters(&self) -> Result<Parameters, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        load_parameters(&mut conn).await
+    }
+
+    async fn set_parameter(
+        &self,
+        name: &str,
+        value: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Parameters, StoreError> {
+        let mut tx = self.write().await?;
+        lock_parameters(&mut tx).await?;
+        let current = load_parameters(&mut tx).await?;
+        let detail = format!("{name} = {value}");
+        let next = match current.with(name, value) {
+            Ok(next) => next,
+            Err(e) => {
+                write_audit(&mut tx, now, actor, "params_set", None, &detail, "invalid").await?;
+                tx.commit().await?;
+                return Err(e.into());
+            }
+        };
+        sqlx::query(
+            "UPDATE parameters SET enabled = $1, release_days = $2, renew_after_days = $3 \
+             WHERE id = 1",
+        )
+        .bind(next.enabled)
+        .bind(i64::from(next.release_days))
+        .bind(i64::from(next.renew_after_days))
+        .execute(&mut *tx)
+        .await?;
+        write_audit(&mut tx, now, actor, "params_set", None, &detail, "ok").await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn add_contract(
+        &self,
+        contract: NewContract,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Contract, StoreError> {
+        let mut tx = self.write().await?;
+        if load_contract(&mut tx, &contract.id).await?.is_some() {
+            return Err(StoreError::ContractExists(contract.id));
+        }
+        let created = insert_contract(&mut tx, &contract, now).await?;
+        let detail = format!("contract created as {}", created.state);
+        write_audit(
+            &mut tx,
+            now,
+            actor,
+            "contract_add",
+            Some(&created.id),
+            &detail,
+            "ok",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn set_contract_state(
+        &self,
+        id: &str,
+        state: ContractState,
+        reason: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<StateChange, StoreError> {
+        let mut tx = self.write().await?;
+        let change = change_state(&mut tx, id, state, reason, actor, now, "contract_state").await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn contract(&self, id: &str) -> Result<Option<Contract>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        load_contract(&mut conn, id).await
+    }
+
+    async fn contracts(&self, state: Option<ContractState>) -> Result<Vec<Contract>, StoreError> {
+        let sql = format!(
+            "SELECT {CONTRACT_COLUMNS} FROM contracts WHERE ($1 IS NULL OR state = $1) \
+             ORDER BY length(id), id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(state.map(ContractState::as_str))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(contract_from).collect()
+    }
+
+    async fn contract_record(
+        &self,
+        id: &str,
+        audit_limit: u32,
+    ) -> Result<Option<ContractRecord>, StoreError> {
+        // One read transaction: a consistent snapshot of the contract.
+        let mut tx = self.reader.begin().await?;
+        let Some(contract) = load_contract(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases WHERE contract_id = $1 \
+             ORDER BY started_at DESC, id DESC LIMIT 2"
+        );
+        let recent_releases = sqlx::query(&sql)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(release_from)
+            .collect::<Result<_, _>>()?;
+        let sql =
+            format!("SELECT {LOGIN_COLUMNS} FROM logins WHERE contract_id = $1 ORDER BY username");
+        let logins = sqlx::query(&sql)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(login_from)
+            .collect::<Result<_, _>>()?;
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE contract_id = $1 ORDER BY id DESC LIMIT $2"
+        );
+        let audit = sqlx::query(&sql)
+            .bind(id)
+            .bind(i64::from(audit_limit))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(audit_from)
+            .collect::<Result<_, _>>()?;
+        let parameters = load_parameters(&mut tx).await?;
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id IN ({}) ORDER BY started_at",
+            CONTRACT_SESSIONS.replace("$2", "$1")
+        );
+        let open_sessions = sqlx::query(&sql)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(session_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let last_job = format!("{JOB_SELECT} WHERE e.session_id = $1 ORDER BY e.id DESC LIMIT 1");
+        let mut sessions = Vec::with_capacity(open_sessions.len());
+        for session in open_sessions {
+            let row = sqlx::query(&last_job)
+                .bind(session.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            sessions.push(SessionEnforcement {
+                last_job: row.as_ref().map(job_from).transpose()?,
+                session,
+            });
+        }
+        tx.commit().await?;
+        Ok(Some(ContractRecord {
+            contract,
+            recent_releases,
+            logins,
+            audit,
+            parameters,
+            sessions,
+        }))
+    }
+
+    async fn add_login(
+        &self,
+        login: NewLogin,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Login, StoreError> {
+        let mut tx = self.write().await?;
+        if load_contract(&mut tx, &login.contract_id).await?.is_none() {
+            return Err(StoreError::ContractNotFound(login.contract_id));
+        }
+        if load_login(&mut tx, &login.username).await?.is_some() {
+            return Err(StoreError::LoginExists(login.username));
+        }
+        let sql = format!(
+            "INSERT INTO logins (username, contract_id, password, reply, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING {LOGIN_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&login.username)
+            .bind(&login.contract_id)
+            .bind(&login.password)
+            .bind(reply_text(&login.reply))
+            .bind(now.timestamp())
+            .fetch_one(&mut *tx)
+            .await?;
+        let created = login_from(&row)?;
+        let detail = format!(
+            "login {} added ({} reply attributes)",
+            created.username,
+            created.reply.len()
+        );
+        write_audit(
+            &mut tx,
+            now,
+            actor,
+            "login_add",
+            Some(&created.contract_id),
+            &detail,
+            "ok",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn remove_login(
+        &self,
+        username: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Login, StoreError> {
+        let mut tx = self.write().await?;
+        let sql = format!("DELETE FROM logins WHERE username = $1 RETURNING {LOGIN_COLUMNS}");
+        let Some(row) = sqlx::query(&sql)
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Err(StoreError::LoginNotFound(username.to_owned()));
+        };
+        let removed = login_from(&row)?;
+        let detail = format!("login {username} removed");
+        write_audit(
+            &mut tx,
+            now,
+            actor,
+            "login_remove",
+            Some(&removed.contract_id),
+            &detail,
+            "ok",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn login(&self, username: &str) -> Result<Option<Login>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        load_login(&mut conn, username).await
+    }
+
+    async fn release(&self, request: &ReleaseRequest) -> Result<Enforced<Release>, StoreError> {
+        match self.try_release(request).await {
+            // Another writer slipped a release in despite the lock (a
+            // second process without it): the retry sees it and refuses.
+            Err(StoreError::Database(e)) if is_unique_violation(&e) => {
+                self.try_release(request).await
+            }
+            other => other,
+        }
+    }
+
+    async fn preview_release(&self, request: &ReleaseRequest) -> Result<Grant, StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let parameters = load_parameters(&mut tx).await?;
+        let facts = load_facts(&mut tx, &request.contract_id).await?;
+        tx.commit().await?;
+        policy::check_release(&parameters, facts.as_ref(), request.now, request.timezone)
+            .map_err(StoreError::Refused)
+    }
+
+    async fn revoke(
+        &self,
+        contract_id: &str,
+        reason: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Enforced<Release>, StoreError> {
+        let mut tx = self.write().await?;
+        lock_contract(&mut tx, contract_id).await?;
+        expire_lapsed(&mut tx, contract_id, now).await?;
+        let Some(contract) = load_contract(&mut tx, contract_id).await? else {
+            return Err(StoreError::ContractNotFound(contract_id.to_owned()));
+        };
+        let ended = end_open_release(
+            &mut tx,
+            contract_id,
+            EndReason::Revoked,
+            &actor.display_name(),
+            reason,
+            now,
+        )
+        .await?;
+        let Some(release) = ended else {
+            let detail = reason_detail("revoke refused", reason);
+            write_audit(
+                &mut tx,
+                now,
+                actor,
+                "revoke",
+                Some(contract_id),
+                &detail,
+                "not_released",
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(StoreError::NotReleased(contract_id.to_owned()));
+        };
+        let detail = reason_detail(&format!("release {} revoked", release.id), reason);
+        write_audit(
+            &mut tx,
+            now,
+            actor,
+            "revoke",
+            Some(contract_id),
+            &detail,
+            "ok",
+        )
+        .await?;
+        let jobs = queue_enforcement(
+            &mut tx,
+            contract_id,
+            policy::effective_profile(contract.state, true),
+            policy::effective_profile(contract.state, false),
+            &format!("release {} revoked", release.id),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Enforced {
+            value: release,
+            jobs,
+        })
+    }
+
+    async fn releases(
+        &self,
+        contract_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Release>, StoreError> {
+        let sql = format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases WHERE ($1 IS NULL OR contract_id = $1) \
+             ORDER BY started_at DESC, id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(contract_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(release_from).collect()
+    }
+
+    async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id DESC LIMIT $1");
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn auth_lookup(&self, username: &str) -> Result<Option<AuthRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT l.username, l.password, l.reply, l.contract_id, c.state, \
+               (SELECT r.ends_at FROM releases r \
+                 WHERE r.contract_id = c.id AND r.ended_at IS NULL) AS open_ends_at \
+             FROM logins l JOIN contracts c ON c.id = l.contract_id \
+             WHERE l.username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(AuthRecord {
+            username: row.try_get("username")?,
+            password: row.try_get("password")?,
+            contract_id: row.try_get("contract_id")?,
+            state: column_state(&row)?,
+            open_release_ends_at: column_optional_instant(&row, "open_ends_at")?,
+            reply: parse_reply(&row.try_get::<String, _>("reply")?)?,
+        }))
+    }
+
+    async fn record_accounting(&self, events: &[AccountingEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for event in events {
+            apply_accounting(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn sessions(
+        &self,
+        contract_id: Option<&str>,
+        online_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions \
+             WHERE ($1 IS NULL OR contract_id = $1) AND (NOT $2 OR stopped_at IS NULL) \
+             ORDER BY started_at DESC, id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(contract_id)
+            .bind(online_only)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM sessions WHERE stopped_at IS NULL) AS sessions, \
+               (SELECT COUNT(*) FROM enforcement WHERE state IN ('pending', 'sent')) AS outbox, \
+               (SELECT COUNT(*) FROM releases WHERE ended_at IS NULL) AS releases",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        let count = |column: &str| -> Result<u64, StoreError> {
+            Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+        };
+        Ok(StoreCounts {
+            sessions_online: count("sessions")?,
+            outbox_depth: count("outbox")?,
+            releases_running: count("releases")?,
+        })
+    }
+
+    async fn next_release_end(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let end: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(ends_at) FROM releases WHERE ended_at IS NULL")
+                .fetch_one(&self.reader)
+                .await?;
+        end.map(instant).transpose()
+    }
+
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ExpiredRelease>, StoreError> {
+        let mut tx = self.write().await?;
+        let expired = expire_releases(&mut tx, None, now, limit).await?;
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError> {
+        let sql = format!(
+            "{OUTBOX_SELECT} WHERE e.state = 'pending' AND e.id > $1 ORDER BY e.id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(outbox_job_from).collect()
+    }
+
+    async fn inflight_jobs(&self) -> Result<Vec<OutboxJob>, StoreError> {
+        let sql = format!("{OUTBOX_SELECT} WHERE e.state = 'sent' ORDER BY e.id");
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
+        rows.iter().map(outbox_job_from).collect()
+    }
+
+    async fn claim_job(
+        &self,
+        id: i64,
+        kind: RequestKind,
+        packet: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = sqlx::query(
+            "UPDATE enforcement SET state = 'sent', kind = $2, packet = $3, sends = 1, \
+               updated_at = $4 \
+             WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(kind.as_str())
+        .bind(packet)
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn job_resent(&self, id: i64, sends: u32, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE enforcement SET sends = $2, updated_at = $3 WHERE id = $1 AND state = 'sent'",
+        )
+        .bind(id)
+        .bind(i64::from(sends))
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_job(
+        &self,
+        id: i64,
+        result: &JobResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE enforcement SET state = $2, outcome = $3, error_cause = $4, \
+               finished_at = $5, updated_at = $5 \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(result.state.as_str())
+        .bind(&result.outcome)
+        .bind(result.error_cause.map(i64::from))
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await?;
+        if result.close_session {
+            sqlx::query(
+                "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
+                   terminate_cause = 'Session-Context-Not-Found' \
+                 WHERE id = (SELECT session_id FROM enforcement WHERE id = $1) \
+                   AND stopped_at IS NULL",
+            )
+            .bind(id)
+            .bind(now.timestamp())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fall_back(
+        &self,
+        id: i64,
+        outcome: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let newer: Option<i64> = sqlx::query_scalar(
+            "SELECT n.id FROM enforcement n JOIN enforcement e ON e.session_id = n.session_id \
+             WHERE e.id = $1 AND n.id > e.id AND n.state IN ('pending', 'sent') LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let fell_back = newer.is_none();
+        if fell_back {
+            sqlx::query(
+                "UPDATE enforcement SET state = 'pending', kind = 'disconnect', fallback = TRUE, \
+                   packet = NULL, sends = 0, outcome = $2, updated_at = $3 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(outcome)
+            .bind(now.timestamp())
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "UPDATE enforcement SET state = 'superseded', outcome = $2, finished_at = $3, \
+                   updated_at = $3 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(format!("{outcome}; a newer change replaced it"))
+            .bind(now.timestamp())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(fell_back)
+    }
+
+    async fn enforcement_jobs(
+        &self,
+        contract_id: Option<&str>,
+        failed_only: bool,
+        limit: u32,
+    ) -> Result<Vec<EnforcementJob>, StoreError> {
+        let sql = format!(
+            "{JOB_SELECT} WHERE ($1 IS NULL OR e.contract_id = $1) \
+               AND (NOT $2 OR e.state IN ('nak', 'timeout', 'dropped')) \
+             ORDER BY e.id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(contract_id)
+            .bind(failed_only)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    async fn enforcement_jobs_by_id(&self, ids: &[i64]) -> Result<Vec<EnforcementJob>, StoreError> {
+        let mut jobs = Vec::with_capacity(ids.len());
+        let sql = format!("{JOB_SELECT} WHERE e.id = $1");
+        let mut conn = self.reader.acquire().await?;
+        for id in ids {
+            if let Some(row) = sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+            {
+                jobs.push(job_from(&row)?);
+            }
+        }
+        Ok(jobs)
+    }
+
+    async fn import(
+        &self,
+        plan: &ImportPlan,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts, StoreError> {
+        let mut tx = self.write().await?;
+        let mut counts = ImportCounts::default();
+        for row in &plan.contracts {
+            let Some(existing) = load_contract(&mut tx, &row.id).await? else {
+                let contract = NewContract {
+                    id: row.id.clone(),
+                    name: row.name.clone().unwrap_or_default(),
+                    state: row.state.unwrap_or(ContractState::Active),
+                };
+                insert_contract(&mut tx, &contract, now).await?;
+                let detail = format!("line {}: contract created as {}", row.line, contract.state);
+                write_audit(&mut tx, now, actor, "import", Some(&row.id), &detail, "ok").await?;
+                counts.contracts_created += 1;
+                continue;
+            };
+            let mut changed = false;
+            if let Some(name) = row.name.as_ref().filter(|n| **n != existing.name) {
+                sqlx::query("UPDATE contracts SET name = $1 WHERE id = $2")
+                    .bind(name)
+                    .bind(&row.id)
+                    .execute(&mut *tx)
+                    .await?;
+                let detail = format!("line {}: name changed to {name:?}", row.line);
+                write_audit(&mut tx, now, actor, "import", Some(&row.id), &detail, "ok").await?;
+                changed = true;
+            }
+            if let Some(state) = row.state.filter(|s| *s != existing.state) {
+                let reason = format!("import, line {}", row.line);
+                let change =
+                    change_state(&mut tx, &row.id, state, &reason, actor, now, "import").await?;
+                counts.enforcement_jobs += change.jobs.len() as u64;
+                changed = true;
+            }
+            if changed {
+                counts.contracts_updated += 1;
+            } else {
+                counts.contracts_unchanged += 1;
+            }
+        }
+        for row in &plan.logins {
+            let reply = reply_text(&row.reply);
+            let existing =
+                sqlx::query("SELECT contract_id, password, reply FROM logins WHERE username = $1")
+                    .bind(&row.username)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let detail = match existing {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO logins \
+                         (username, contract_id, password, reply, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $5)",
+                    )
+                    .bind(&row.username)
+                    .bind(&row.contract_id)
+                    .bind(&row.password)
+                    .bind(&reply)
+                    .bind(now.timestamp())
+                    .execute(&mut *tx)
+                    .await?;
+                    counts.logins_created += 1;
+                    format!("line {}: login {} created", row.line, row.username)
+                }
+                Some(old) => {
+                    let same = old.try_get::<String, _>("contract_id")? == row.contract_id
+                        && old.try_get::<String, _>("password")? == row.password
+                        && old.try_get::<String, _>("reply")? == reply;
+                    if same {
+                        counts.logins_unchanged += 1;
+                        continue;
+                    }
+                    sqlx::query(
+                        "UPDATE logins SET contract_id = $2, password = $3, reply = $4, \
+                         updated_at = $5 WHERE username = $1",
+                    )
+                    .bind(&row.username)
+                    .bind(&row.contract_id)
+                    .bind(&row.password)
+                    .bind(&reply)
+                    .bind(now.timestamp())
+                    .execute(&mut *tx)
+                    .await?;
+                    counts.logins_updated += 1;
+                    format!("line {}: login {} updated", row.line, row.username)
+                }
+            };
+            write_audit(
+                &mut tx,
+                now,
+                actor,
+                "import",
+                Some(&row.contract_id),
+                &detail,
+                "ok",
+            )
+            .await?;
+        }
+        let detail = format!(
+            "{} rows: contracts {} created, {} updated; logins {} created, {} updated; \
+             {} rows rejected",
+            plan.rows,
+            counts.contracts_created,
+            counts.contracts_updated,
+            counts.logins_created,
+            counts.logins_updated,
+            plan.rejected.len()
+        );
+        write_audit(&mut tx, now, actor, "import", None, &detail, "ok").await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+}
+
+/// Applies one accounting event inside a write transaction.
+async fn apply_accounting(
+    conn: &mut Conn,
+    event: &AccountingEvent,
+) -> Result<(), StoreError> {
+    let at = event.at.timestamp();
+    if matches!(event.kind, AccountingKind::On | AccountingKind::Off) {
+        let cause = if event.kind == AccountingKind::On {
+            "NAS-Reboot"
+        } else {
+            "NAS-Request"
+        };
+        sqlx::query(
+            "UPDATE sessions SET stopped_at = $1, updated_at = $1, terminate_cause = $2 \
+             WHERE nas_name = $3 AND nas_identity = $4 AND stopped_at IS NULL",
+        )
+        .bind(at)
+        .bind(cause)
+        .bind(&event.nas_name)
+        .bind(&event.nas_identity)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
+    let key = event.session_key();
+    let stopped_at = (event.kind == AccountingKind::Stop).then_some(at);
+    // Twice at most: if another instance opens the same session between
+    // our look-up and our insert, the second pass updates its row.
+    for _ in 0..2 {
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE session_key = $1 AND stopped_at IS NULL",
+        )
+        .bind(&key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(id) = open {
+            return update_session(conn, id, event, at, stopped_at).await;
+        }
+        if event.kind != AccountingKind::Start {
+            // An Interim or Stop for a session already closed is late or
+            // a repeat: the closed record stands.
+            let closed: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM sessions WHERE session_key = $1 LIMIT 1")
+                    .bind(&key)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if closed.is_some() {
+                return Ok(());
+            }
+        }
+        if insert_session(conn, &key, event, at, stopped_at).await? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn update_session(
+    conn: &mut Conn,
+    id: i64,
+    event: &AccountingEvent,
+    at: i64,
+    stopped_at: Option<i64>,
+) -> Result<(), StoreError> {
+    let greatest = DIALECT.greatest;
+    let sql = format!(
+        "UPDATE sessions SET updated_at = $2, stopped_at = $3, \
+           framed_ip_address = COALESCE($4, framed_ip_address), \
+           calling_station_id = COALESCE($5, calling_station_id), \
+           nas_port_id = COALESCE($6, nas_port_id), \
+           session_time = COALESCE($7, session_time), \
+           input_octets = {greatest}(input_octets, $8), \
+           output_octets = {greatest}(output_octets, $9), \
+           terminate_cause = COALESCE($10, terminate_cause) \
+         WHERE id = $1"
+    );
+    sqlx::query(&sql)
+        .bind(id)
+        .bind(at)
+        .bind(stopped_at)
+        .bind(&event.framed_ip_address)
+        .bind(&event.calling_station_id)
+        .bind(&event.nas_port_id)
+        .bind(event.session_time.map(i64::from))
+        .bind(octets(event.input_octets))
+        .bind(octets(event.output_octets))
+        .bind(&event.terminate_cause)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a new session; false if an open one with the same key appeared
+/// meanwhile (another instance).
+async fn insert_session(
+    conn: &mut Conn,
+    key: &str,
+    event: &AccountingEvent,
+    at: i64,
+    stopped_at: Option<i64>,
+) -> Result<bool, StoreError> {
+    // An Interim or Stop without a Start: the session began session_time ago.
+    let started_at = match event.kind {
+        AccountingKind::Start => at,
+        _ => at - i64::from(event.session_time.unwrap_or(0)),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO sessions (session_key, nas_name, nas_identity, nas_address, \
+           nas_ip_address, nas_identifier, username, contract_id, acct_session_id, \
+           framed_ip_address, calling_station_id, nas_port_id, started_at, updated_at, \
+           stopped_at, session_time, input_octets, output_octets, terminate_cause) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, \
+           (SELECT contract_id FROM logins WHERE username = $7), \
+           $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         ON CONFLICT (session_key) WHERE stopped_at IS NULL DO NOTHING",
+    )
+    .bind(key)
+    .bind(&event.nas_name)
+    .bind(&event.nas_identity)
+    .bind(&event.nas_address)
+    .bind(&event.nas_ip_address)
+    .bind(&event.nas_identifier)
+    .bind(&event.username)
+    .bind(&event.acct_session_id)
+    .bind(&event.framed_ip_address)
+    .bind(&event.calling_station_id)
+    .bind(&event.nas_port_id)
+    .bind(started_at)
+    .bind(at)
+    .bind(stopped_at)
+    .bind(event.session_time.map(i64::from))
+    .bind(octets(event.input_octets))
+    .bind(octets(event.output_octets))
+    .bind(&event.terminate_cause)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Octet counters as database integers (which are signed).
+fn octets(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Sets a contract's state inside a write transaction, ending its running
+/// release where the new state calls for it, and audits the change.
+async fn change_state(
+    conn: &mut Conn,
+    id: &str,
+    state: ContractState,
+    reason: &str,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    action: &str,
+) -> Result<StateChange, StoreError> {
+    lock_contract(conn, id).await?;
+    expire_lapsed(conn, id, now).await?;
+    let Some(existing) = load_contract(conn, id).await? else {
+        return Err(StoreError::ContractNotFound(id.to_owned()));
+    };
+    let previous = existing.state;
+    let released_before = load_facts(conn, id)
+        .await?
+        .is_some_and(|f| policy::running_until(f.open_release_ends_at, now).is_some());
+    if previous == state {
+        let detail = reason_detail(&format!("state stays {state}"), reason);
+        write_audit(conn, now, actor, action, Some(id), &detail, "unchanged").await?;
+        return Ok(StateChange {
+            contract: existing,
+            previous,
+            ended_release: None,
+            jobs: Vec::new(),
+        });
+    }
+    let sql = format!(
+        "UPDATE contracts SET state = $1, state_changed_at = $2 WHERE id = $3 \
+         RETURNING {CONTRACT_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(state.as_str())
+        .bind(now.timestamp())
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let contract = contract_from(&row)?;
+    let end = match state {
+        ContractState::Active => Some((EndReason::Unblocked, "contract became active")),
+        ContractState::Cancelled => Some((EndReason::Revoked, "contract cancelled")),
+        ContractState::Reduced | ContractState::Blocked => None,
+    };
+    let ended_release = match end {
+        Some((why, note)) => {
+            end_open_release(conn, id, why, &actor.display_name(), note, now).await?
+        }
+        None => None,
+    };
+    let mut detail = reason_detail(&format!("state {previous} -> {state}"), reason);
+    if let Some(release) = &ended_release {
+        detail.push_str(&format!(
+            "; release {} ended ({})",
+            release.id,
+            EndReason::as_str(end.map(|(why, _)| why).unwrap_or(EndReason::Revoked))
+        ));
+    }
+    write_audit(conn, now, actor, action, Some(id), &detail, "ok").await?;
+    let released_after = released_before && ended_release.is_none();
+    let jobs = queue_enforcement(
+        conn,
+        id,
+        policy::effective_profile(previous, released_before),
+        policy::effective_profile(state, released_after),
+        &format!("state {previous} -> {state}"),
+        now,
+    )
+    .await?;
+    Ok(StateChange {
+        contract,
+        previous,
+        ended_release,
+        jobs,
+    })
+}
+
+/// Records the end of a contract's open release, if it has one.
+async fn end_open_release(
+    conn: &mut Conn,
+    contract_id: &str,
+    reason: EndReason,
+    ended_by: &str,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Release>, StoreError> {
+    let sql = format!(
+        "UPDATE releases SET ended_at = $1, end_reason = $2, ended_by = $3, end_note = $4 \
+         WHERE contract_id = $5 AND ended_at IS NULL RETURNING {RELEASE_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(now.timestamp())
+        .bind(reason.as_str())
+        .bind(ended_by)
+        .bind(note)
+        .bind(contract_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(release_from).transpose()
+}
+
+/// Records as expired, at their end instant, the contract's open releases
+/// whose end has passed, so that the facts read next are current.
+async fn expire_lapsed(
+    conn: &mut Conn,
+    contract_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    expire_releases(conn, Some(contract_id), now, u32::MAX).await?;
+    Ok(())
+}
+
+/// Records as expired, at their end instant, open releases whose end is at
+/// or before `now` (of one contract, or of any, at most `limit`), audits
+/// each, and queues the enforcement of the change of profile.
+async fn expire_releases(
+    conn: &mut Conn,
+    contract_id: Option<&str>,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<ExpiredRelease>, StoreError> {
+    let skip = DIALECT.skip_locked;
+    let sql = format!(
+        "UPDATE releases SET ended_at = ends_at, end_reason = 'expired' \
+         WHERE id IN (SELECT id FROM releases \
+           WHERE ended_at IS NULL AND ends_at <= $1 AND ($2 IS NULL OR contract_id = $2) \
+           ORDER BY ends_at, id LIMIT $3{skip}) \
+         RETURNING {RELEASE_COLUMNS}"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(now.timestamp())
+        .bind(contract_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    let system = Actor {
+        uid: None,
+        operator: Some("liberad".to_owned()),
+    };
+    let mut expired = Vec::with_capacity(rows.len());
+    for row in rows {
+        let release = release_from(&row)?;
+        let detail = format!(
+            "release {} expired at {}",
+            release.id,
+            release.ends_at.to_rfc3339()
+        );
+        write_audit(
+            conn,
+            now,
+            &system,
+            "release_end",
+            Some(&release.contract_id),
+            &detail,
+            "ok",
+        )
+        .await?;
+        let state = load_contract(conn, &release.contract_id)
+            .await?
+            .map(|c| c.state)
+            .unwrap_or(ContractState::Blocked);
+        let jobs = queue_enforcement(
+            conn,
+            &release.contract_id,
+            policy::effective_profile(state, true),
+            policy::effective_profile(state, false),
+            &format!("release {} expired", release.id),
+            now,
+        )
+        .await?;
+        expired.push(ExpiredRelease { release, jobs });
+    }
+    Ok(expired)
+}
+
+/// The open sessions of a contract: those recorded for it, and those of
+/// its logins.
+const CONTRACT_SESSIONS: &str = "SELECT id FROM sessions WHERE stopped_at IS NULL \
+     AND (contract_id = $2 OR username IN (SELECT username FROM logins WHERE contract_id = $2))";
+
+/// Queues a CoA / Disconnect for every open session of a contract whose
+/// effective profile changes from `before` to `after`; older unsent jobs of
+/// those sessions are superseded. Returns the new jobs' ids.
+async fn queue_enforcement(
+    conn: &mut Conn,
+    contract_id: &str,
+    before: Option<Profile>,
+    after: Option<Profile>,
+    cause: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    if before == after {
+        return Ok(Vec::new());
+    }
+    let supersede = format!(
+        "UPDATE enforcement SET state = 'superseded', updated_at = $1, finished_at = $1, \
+           outcome = 'replaced by a newer change before it was sent' \
+         WHERE state = 'pending' AND session_id IN ({CONTRACT_SESSIONS})"
+    );
+    sqlx::query(&supersede)
+        .bind(now.timestamp())
+        .bind(contract_id)
+        .execute(&mut *conn)
+        .await?;
+    let insert = format!(
+        "INSERT INTO enforcement (created_at, updated_at, contract_id, session_id, profile, \
+           cause, state) \
+         SELECT $1, $1, $2, id, $3, $4, 'pending' FROM ({CONTRACT_SESSIONS}) AS open_sessions \
+         RETURNING id"
+    );
+    let ids = sqlx::query_scalar(&insert)
+        .bind(now.timestamp())
+        .bind(contract_id)
+        .bind(profile_name(after))
+        .bind(cause)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(ids)
+}
+
+/// The name a target profile is stored under.
+fn profile_name(profile: Option<Profile>) -> &'static str {
+    profile.map(Profile::as_str).unwrap_or("reject")
+}
+
+async fn write_audit(
+    conn: &mut Conn,
+    at: DateTime<Utc>,
+    actor: &Actor,
+    action: &str,
+    contract_id: Option<&str>,
+    detail: &str,
+    outcome: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor_uid, operator, action, contract_id, detail, outcome) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(at.timestamp())
+    .bind(actor.uid.map(i64::from))
+    .bind(actor.operator.as_deref())
+    .bind(action)
+    .bind(contract_id)
+    .bind(detail)
+    .bind(outcome)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn reason_detail(what: &str, reason: &str) -> String {
+    if reason.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {reason}")
+    }
+}
+
+/// Locks a contract's row until the transaction ends (PostgreSQL; SQLite
+/// holds the whole database already).
+async fn lock_contract(conn: &mut Conn, id: &str) -> Result<(), StoreError> {
+    if let Some(sql) = DIALECT.lock_contract {
+        sqlx::query(sql).bind(id).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Locks the parameters row until the transaction ends (PostgreSQL).
+async fn lock_parameters(conn: &mut Conn) -> Result<(), StoreError> {
+    if let Some(sql) = DIALECT.lock_parameters {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn load_parameters(conn: &mut Conn) -> Result<Parameters, StoreError> {
+    let row = sqlx::query("SELECT enabled, release_days, renew_after_days FROM parameters")
+        .fetch_one(conn)
+        .await?;
+    Ok(Parameters {
+        enabled: row.try_get("enabled")?,
+        release_days: column_u32(&row, "release_days")?,
+        renew_after_days: column_u32(&row, "renew_after_days")?,
+    })
+}
+
+async fn load_facts(
+    conn: &mut Conn,
+    contract_id: &str,
+) -> Result<Option<ContractFacts>, StoreError> {
+    let row = sqlx::query(
+        "SELECT c.state, \
+           (SELECT ends_at FROM releases r WHERE r.contract_id = c.id AND r.ended_at IS NULL) \
+             AS open_ends_at, \
+           (SELECT MAX(started_at) FROM releases r WHERE r.contract_id = c.id) \
+             AS last_started_at \
+         FROM contracts c WHERE c.id = $1",
+    )
+    .bind(contract_id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(ContractFacts {
+        state: column_state(&row)?,
+        open_release_ends_at: row
+            .try_get::<Option<i64>, _>("open_ends_at")?
+            .map(instant)
+            .transpose()?,
+        last_release_started_at: row
+            .try_get::<Option<i64>, _>("last_started_at")?
+            .map(instant)
+            .transpose()?,
+    }))
+}
+
+async fn load_contract(
+    conn: &mut Conn,
+    id: &str,
+) -> Result<Option<Contract>, StoreError> {
+    let sql = format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(contract_from).transpose()
+}
+
+async fn load_login(
+    conn: &mut Conn,
+    username: &str,
+) -> Result<Option<Login>, StoreError> {
+    let sql = format!("SELECT {LOGIN_COLUMNS} FROM logins WHERE username = $1");
+    let row = sqlx::query(&sql)
+        .bind(username)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(login_from).transpose()
+}
+
+async fn insert_contract(
+    conn: &mut Conn,
+    contract: &NewContract,
+    now: DateTime<Utc>,
+) -> Result<Contract, StoreError> {
+    let sql = format!(
+        "INSERT INTO contracts (id, name, state, state_changed_at, created_at) \
+         VALUES ($1, $2, $3, $4, $4) RETURNING {CONTRACT_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(&contract.id)
+        .bind(&contract.name)
+        .bind(contract.state.as_str())
+        .bind(now.timestamp())
+        .fetch_one(conn)
+        .await?;
+    contract_from(&row)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+fn reply_text(reply: &[ReplyAttribute]) -> String {
+    reply
+        .iter()
+        .map(ReplyAttribute::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn instant(seconds: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp(seconds, 0)
+        .ok_or_else(|| StoreError::Corrupt(format!("instant {seconds} is out of range")))
+}
+
+fn column_instant(row: &DbRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    instant(row.try_get(column)?)
+}
+
+fn column_optional_instant(
+    row: &DbRow,
+    column: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    row.try_get::<Option<i64>, _>(column)?
+        .map(instant)
+        .transpose()
+}
+
+fn column_u32(row: &DbRow, column: &str) -> Result<u32, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    u32::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("{column} = {value} is out of range")))
+}
+
+fn column_uid(row: &DbRow) -> Result<Option<u32>, StoreError> {
+    row.try_get::<Option<i64>, _>("actor_uid")?
+        .map(|uid| {
+            u32::try_from(uid)
+                .map_err(|_| StoreError::Corrupt(format!("uid {uid} is out of range")))
+        })
+        .transpose()
+}
+
+fn column_state(row: &DbRow) -> Result<ContractState, StoreError> {
+    let state: String = row.try_get("state")?;
+    state
+        .parse()
+        .map_err(|e: policy::UnknownState| StoreError::Corrupt(e.to_string()))
+}
+
+fn contract_from(row: &DbRow) -> Result<Contract, StoreError> {
+    Ok(Contract {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        state: column_state(row)?,
+        state_changed_at: column_instant(row, "state_changed_at")?,
+        created_at: column_instant(row, "created_at")?,
+    })
+}
+
+/// Reply attributes stored one `Name = value` per line.
+fn parse_reply(text: &str) -> Result<Vec<ReplyAttribute>, StoreError> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.parse::<ReplyAttribute>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .collect()
+}
+
+fn login_from(row: &DbRow) -> Result<Login, StoreError> {
+    let reply = parse_reply(&row.try_get::<String, _>("reply")?)?;
+    Ok(Login {
+        username: row.try_get("username")?,
+        contract_id: row.try_get("contract_id")?,
+        reply,
+        created_at: column_instant(row, "created_at")?,
+        updated_at: column_instant(row, "updated_at")?,
+    })
+}
+
+fn release_from(row: &DbRow) -> Result<Release, StoreError> {
+    let end_reason = row
+        .try_get::<Option<String>, _>("end_reason")?
+        .map(|r| r.parse::<EndReason>().map_err(StoreError::Corrupt))
+        .transpose()?;
+    Ok(Release {
+        id: row.try_get("id")?,
+        contract_id: row.try_get("contract_id")?,
+        started_at: column_instant(row, "started_at")?,
+        ends_at: column_instant(row, "ends_at")?,
+        operator: row.try_get("operator")?,
+        reason: row.try_get("reason")?,
+        actor_uid: column_uid(row)?,
+        ended_at: column_optional_instant(row, "ended_at")?,
+        end_reason,
+        ended_by: row.try_get("ended_by")?,
+        end_note: row.try_get("end_note")?,
+    })
+}
+
+fn session_from(row: &DbRow) -> Result<Session, StoreError> {
+    let counter = |column: &str| -> Result<u64, StoreError> {
+        let n: i64 = row.try_get(column)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    Ok(Session {
+        id: row.try_get("id")?,
+        nas_name: row.try_get("nas_name")?,
+        nas_identity: row.try_get("nas_identity")?,
+        nas_address: row.try_get("nas_address")?,
+        nas_ip_address: row.try_get("nas_ip_address")?,
+        nas_identifier: row.try_get("nas_identifier")?,
+        username: row.try_get("username")?,
+        contract_id: row.try_get("contract_id")?,
+        acct_session_id: row.try_get("acct_session_id")?,
+        framed_ip_address: row.try_get("framed_ip_address")?,
+        calling_station_id: row.try_get("calling_station_id")?,
+        nas_port_id: row.try_get("nas_port_id")?,
+        started_at: column_instant(row, "started_at")?,
+        updated_at: column_instant(row, "updated_at")?,
+        stopped_at: column_optional_instant(row, "stopped_at")?,
+        session_time: row
+            .try_get::<Option<i64>, _>("session_time")?
+            .and_then(|t| u32::try_from(t).ok()),
+        input_octets: counter("input_octets")?,
+        output_octets: counter("output_octets")?,
+        terminate_cause: row.try_get("terminate_cause")?,
+    })
+}
+
+/// An outbox job joined with its session.
+const OUTBOX_SELECT: &str = "SELECT e.id, e.session_id, e.contract_id, e.profile, e.kind, \
+       e.fallback, e.packet, e.sends, e.outcome, s.nas_name, s.nas_address, s.username, \
+       s.acct_session_id, s.framed_ip_address, s.nas_ip_address, s.nas_identifier \
+     FROM enforcement e JOIN sessions s ON s.id = e.session_id";
+
+/// A job as operators see it.
+const JOB_SELECT: &str = "SELECT e.id, e.created_at, e.updated_at, e.contract_id, \
+       e.session_id, s.username, s.nas_name, s.acct_session_id, e.profile, e.cause, e.state, \
+       e.kind, e.fallback, e.sends, e.error_cause, e.outcome, e.finished_at \
+     FROM enforcement e JOIN sessions s ON s.id = e.session_id";
+
+fn column_kind(row: &DbRow) -> Result<Option<RequestKind>, StoreError> {
+    row.try_get::<Option<String>, _>("kind")?
+        .map(|k| k.parse::<RequestKind>().map_err(StoreError::Corrupt))
+        .transpose()
+}
+
+fn outbox_job_from(row: &DbRow) -> Result<OutboxJob, StoreError> {
+    let profile: String = row.try_get("profile")?;
+    let profile = match profile.as_str() {
+        "reject" => None,
+        "active" => Some(Profile::Active),
+        "released" => Some(Profile::Released),
+        "reduced" => Some(Profile::Reduced),
+        "blocked" => Some(Profile::Blocked),
+        other => return Err(StoreError::Corrupt(format!("unknown profile {other:?}"))),
+    };
+    Ok(OutboxJob {
+        id: row.try_get("id")?,
+        session_id: row.try_get("session_id")?,
+        contract_id: row.try_get("contract_id")?,
+        profile,
+        kind: column_kind(row)?,
+        fallback: row.try_get("fallback")?,
+        packet: row.try_get("packet")?,
+        sends: column_u32(row, "sends")?,
+        outcome: row.try_get("outcome")?,
+        target: SessionTarget {
+            nas_name: row.try_get("nas_name")?,
+            nas_address: row.try_get("nas_address")?,
+            username: row.try_get("username")?,
+            acct_session_id: row.try_get("acct_session_id")?,
+            framed_ip_address: row.try_get("framed_ip_address")?,
+            nas_ip_address: row.try_get("nas_ip_address")?,
+            nas_identifier: row.try_get("nas_identifier")?,
+        },
+    })
+}
+
+fn job_from(row: &DbRow) -> Result<EnforcementJob, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(EnforcementJob {
+        id: row.try_get("id")?,
+        created_at: column_instant(row, "created_at")?,
+        updated_at: column_instant(row, "updated_at")?,
+        contract_id: row.try_get("contract_id")?,
+        session_id: row.try_get("session_id")?,
+        username: row.try_get("username")?,
+        nas_name: row.try_get("nas_name")?,
+        acct_session_id: row.try_get("acct_session_id")?,
+        profile: row.try_get("profile")?,
+        cause: row.try_get("cause")?,
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        kind: column_kind(row)?,
+        fallback: row.try_get("fallback")?,
+        sends: column_u32(row, "sends")?,
+        error_cause: row
+            .try_get::<Option<i64>, _>("error_cause")?
+            .and_then(|c| u32::try_from(c).ok()),
+        outcome: row.try_get("outcome")?,
+        finished_at: column_optional_instant(row, "finished_at")?,
+    })
+}
+
+fn audit_from(row: &DbRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        at: column_instant(row, "at")?,
+        actor_uid: column_uid(row)?,
+        operator: row.try_get("operator")?,
+        action: row.try_get("action")?,
+        contract_id: row.try_get("contract_id")?,
+        detail: row.try_get("detail")?,
+        outcome: row.try_get("outcome")?,
+    })
+}
+

@@ -1,0 +1,9 @@
+//! Operating liberad: reloads under load, stops under load, metrics, and logs that show what happened without showing a secret.
+//!
+//! On PostgreSQL: the suite is in `suites/operations.rs`, compiled once per backend.
+
+mod common;
+
+const BACKEND: common::Backend = common::Backend::Postgres;
+
+include!("suites/operations.rs");

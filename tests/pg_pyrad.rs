@@ -1,0 +1,9 @@
+//! Interoperability with a NAS no one here wrote: pyrad (Debian's python3-pyrad) as the CoA / Disconnect server. liberad releases, revokes and cancels; pyrad checks the Request Authenticator, prints what it got and ACKs.
+//!
+//! On PostgreSQL: the suite is in `suites/pyrad.rs`, compiled once per backend.
+
+mod common;
+
+const BACKEND: common::Backend = common::Backend::Postgres;
+
+include!("suites/pyrad.rs");
