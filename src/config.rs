@@ -98,6 +98,15 @@ pub struct EnforcementConfig {
     /// Releases ended per transaction when many end at once.
     #[serde(default = "default_expiry_batch")]
     pub expiry_batch: u32,
+    /// How long a request being sent stays this instance's without a
+    /// send; after that another instance sharing the database takes it
+    /// over.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+    /// This instance's name in the outbox; default: host name and admin
+    /// socket.
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 impl Default for EnforcementConfig {
@@ -111,6 +120,8 @@ impl Default for EnforcementConfig {
             wait_timeout_secs: default_wait_timeout_secs(),
             source: None,
             expiry_batch: default_expiry_batch(),
+            lease_secs: default_lease_secs(),
+            instance: None,
         }
     }
 }
@@ -401,6 +412,10 @@ fn default_wait_timeout_secs() -> u64 {
     10
 }
 
+fn default_lease_secs() -> u64 {
+    60
+}
+
 fn default_expiry_batch() -> u32 {
     500
 }
@@ -672,11 +687,29 @@ impl Config {
         if e.max_per_second_per_nas == 0 {
             return Err("enforcement.max_per_second_per_nas: must be at least 1".to_owned());
         }
+        if e.lease_secs.saturating_mul(1000) < e.retry_max_ms.saturating_mul(2) {
+            return Err(
+                "enforcement.lease_secs: must be at least twice retry_max_ms, so that a \
+                 request being sent is not taken over"
+                    .to_owned(),
+            );
+        }
         if e.expiry_batch == 0 {
             return Err("enforcement.expiry_batch: must be at least 1".to_owned());
         }
         crate::radius::Settings::build(self)?;
         Ok(())
+    }
+
+    /// This instance's name in the enforcement outbox.
+    pub fn instance(&self) -> String {
+        if let Some(name) = &self.enforcement.instance {
+            return name.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".to_owned());
+        format!("{host}:{}", self.admin.socket.display())
     }
 
     /// The database URL, the default derived from `state_dir`.

@@ -18,6 +18,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::enforcer::{Enforcer, UdpTransport};
 use crate::logging::LogControl;
+use crate::radius::outage::AuthCache;
 use crate::radius::packet::Port;
 use crate::radius::{RadiusServer, Settings, Sockets};
 use crate::scheduler::Scheduler;
@@ -29,6 +30,9 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long CoA / Disconnect requests in flight may wait for their answer
 /// after a stop signal.
 pub const ENFORCEMENT_DRAIN: Duration = Duration::from_secs(5);
+
+/// Logins remembered for a database outage at most.
+const OUTAGE_CACHE_CAPACITY: usize = 2_000_000;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -121,10 +125,16 @@ pub async fn run(
     let listeners = TaskTracker::new();
     let background = TaskTracker::new();
 
+    let outage = AuthCache::new(
+        config.database.on_outage,
+        Duration::from_secs(config.database.cache_ttl_secs),
+        OUTAGE_CACHE_CAPACITY,
+    );
     let radius = Arc::new(RadiusServer::new(
         Arc::clone(&settings),
         Arc::clone(&store),
         Arc::clone(&clock),
+        outage,
         &tasks,
     ));
     let transport = UdpTransport::bind(config.enforcement.source)
@@ -136,6 +146,7 @@ pub async fn run(
         Arc::clone(&settings),
         Arc::clone(&clock),
         config.enforcement.clone(),
+        &config.instance(),
         transport,
     );
     let (scheduler, scheduler_handle) = Scheduler::new(

@@ -31,7 +31,7 @@ use crate::config::{CoaMode, EnforcementConfig};
 use crate::model::{JobState, RequestKind};
 use crate::radius::server::SharedSettings;
 use crate::radius::settings::NasClient;
-use crate::store::{JobResult, OutboxJob, Store, StoreError};
+use crate::store::{JobResult, Lease, OutboxJob, Store, StoreError};
 use crate::telemetry;
 use request::{Answer, Plan, SESSION_CONTEXT_NOT_FOUND};
 pub use transport::{Transport, UdpTransport};
@@ -139,6 +139,10 @@ pub struct Enforcer<T: Transport> {
     rate_wake: Option<Instant>,
     /// Outcomes the store could not record yet, retried before new work.
     unrecorded: Vec<(i64, JobResult)>,
+    /// This instance's name on the jobs it sends.
+    instance: String,
+    /// When to look for jobs another instance stopped sending.
+    takeover_at: Instant,
 }
 
 enum Wake {
@@ -154,6 +158,7 @@ impl<T: Transport> Enforcer<T> {
         settings: SharedSettings,
         clock: Arc<dyn Clock>,
         config: EnforcementConfig,
+        instance: &str,
         transport: T,
     ) -> (Enforcer<T>, EnforcerHandle) {
         let wake = Arc::new(Notify::new());
@@ -178,6 +183,8 @@ impl<T: Transport> Enforcer<T> {
             lanes: HashMap::new(),
             rate_wake: None,
             unrecorded: Vec::new(),
+            instance: instance.to_owned(),
+            takeover_at: Instant::now(),
         };
         (enforcer, handle)
     }
@@ -187,7 +194,7 @@ impl<T: Transport> Enforcer<T> {
     /// unanswered stay `sent` in the outbox and are sent again,
     /// identically, at the next start.
     pub async fn run(mut self, shutdown: CancellationToken, drain: Duration) {
-        while let Err(e) = self.recover().await {
+        while let Err(e) = self.take_over().await {
             tracing::error!(error = %e, "enforcement: cannot read the outbox; retrying");
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -221,7 +228,14 @@ impl<T: Transport> Enforcer<T> {
                     tracing::error!("enforcement: the CoA socket closed");
                     break;
                 }
-                Wake::Deadline => self.on_deadlines().await,
+                Wake::Deadline => {
+                    self.on_deadlines().await;
+                    if Instant::now() >= self.takeover_at
+                        && let Err(e) = self.take_over().await
+                    {
+                        tracing::error!(error = %e, "enforcement: cannot look for abandoned requests");
+                    }
+                }
             }
         }
     }
@@ -253,13 +267,34 @@ impl<T: Transport> Enforcer<T> {
         }
     }
 
-    /// Sends again, identically, what was in flight when liberad stopped.
-    async fn recover(&mut self) -> Result<(), StoreError> {
-        let jobs = self.store.inflight_jobs().await?;
+    /// This instance's hold on a job, from now.
+    fn lease(&self) -> Lease {
+        let length = chrono::Duration::seconds(
+            i64::try_from(self.config.lease_secs).unwrap_or(i64::MAX / 1000),
+        );
+        Lease {
+            instance: self.instance.clone(),
+            until: self.clock.now() + length,
+        }
+    }
+
+    /// Sends again, identically, the requests in flight that are this
+    /// instance's from before a restart, or another instance's that
+    /// stopped sending them (its lease ran out).
+    async fn take_over(&mut self) -> Result<(), StoreError> {
+        self.takeover_at = Instant::now() + Duration::from_secs(self.config.lease_secs.max(3) / 3);
+        let jobs = self
+            .store
+            .inflight_jobs(&self.lease(), self.clock.now())
+            .await?;
+        let jobs: Vec<OutboxJob> = jobs
+            .into_iter()
+            .filter(|job| !self.queued.contains(&job.id))
+            .collect();
         if !jobs.is_empty() {
             tracing::info!(
                 jobs = jobs.len(),
-                "enforcement: resending requests in flight at the last stop"
+                "enforcement: resending requests left in flight (by a stop or by another instance)"
             );
         }
         let now = Instant::now();
@@ -276,12 +311,16 @@ impl<T: Transport> Enforcer<T> {
                 continue;
             };
             let lane = self.lane(&nas.name, now);
-            lane.identifiers.insert(identifier);
+            if !lane.identifiers.insert(identifier) {
+                // Another request to this NAS uses the identifier: the
+                // next look takes this one.
+                continue;
+            }
             lane.in_flight += 1;
             let sends = job.sends + 1;
             self.transport_send(destination, &packet).await;
             self.store
-                .job_resent(job.id, sends, self.clock.now())
+                .job_resent(job.id, sends, &self.lease(), self.clock.now())
                 .await?;
             self.queued.insert(job.id);
             self.busy_sessions.insert(job.session_id);
@@ -289,9 +328,7 @@ impl<T: Transport> Enforcer<T> {
                 (destination, identifier),
                 InFlight {
                     deadline: now + request::retransmission_timeout(&self.config, sends, job.id),
-                    prior: job
-                        .fallback
-                        .then(|| "CoA failed; fell back to Disconnect".to_owned()),
+                    prior: prior_outcome(&job),
                     job,
                     kind,
                     packet,
@@ -381,7 +418,7 @@ impl<T: Transport> Enforcer<T> {
         };
         if !self
             .store
-            .claim_job(job.id, plan.kind, &packet, self.clock.now())
+            .claim_job(job.id, plan.kind, &packet, &self.lease(), self.clock.now())
             .await?
         {
             // Superseded, or taken by another instance.
@@ -446,15 +483,24 @@ impl<T: Transport> Enforcer<T> {
             };
             if flight.sends < self.config.max_sends {
                 flight.sends += 1;
-                self.transport_send(flight.destination, &flight.packet)
-                    .await;
-                if let Err(e) = self
+                let lease = self.lease();
+                match self
                     .store
-                    .job_resent(flight.job.id, flight.sends, self.clock.now())
+                    .job_resent(flight.job.id, flight.sends, &lease, self.clock.now())
                     .await
                 {
-                    tracing::error!(error = %e, "enforcement: retransmission not recorded");
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Another instance took it over and sends it now.
+                        self.forget(&flight, key);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "enforcement: retransmission not recorded");
+                    }
                 }
+                self.transport_send(flight.destination, &flight.packet)
+                    .await;
                 flight.deadline = now
                     + request::retransmission_timeout(&self.config, flight.sends, flight.job.id);
                 self.in_flight.insert(key, flight);
@@ -464,6 +510,16 @@ impl<T: Transport> Enforcer<T> {
                 tracing::error!(error = %e, "enforcement: outcome not recorded");
             }
         }
+    }
+
+    /// Lets go of a request without an outcome (another instance has it).
+    fn forget(&mut self, flight: &InFlight, key: (SocketAddr, u8)) {
+        if let Some(lane) = self.lanes.get_mut(&flight.nas.name) {
+            lane.identifiers.remove(&key.1);
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+        }
+        self.busy_sessions.remove(&flight.job.session_id);
+        self.queued.remove(&flight.job.id);
     }
 
     /// Ends a request: with the NAS's answer, or `None` after the last

@@ -83,6 +83,7 @@ async fn world(config: EnforcementConfig) -> World {
         settings,
         Arc::clone(&clock) as Arc<dyn Clock>,
         config.clone(),
+        "test",
         transport,
     );
     let (scheduler, scheduler_handle) = Scheduler::new(

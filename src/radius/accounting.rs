@@ -161,6 +161,7 @@ impl AccountingWriter {
 }
 
 async fn write_batches(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>) {
+    let failures = super::outage::Throttle::new(std::time::Duration::from_secs(10));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, waiting): (Vec<AccountingEvent>, Vec<oneshot::Sender<bool>>) =
@@ -168,7 +169,14 @@ async fn write_batches(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>) {
         let written = match store.record_accounting(&events).await {
             Ok(()) => true,
             Err(e) => {
-                tracing::error!(error = %e, events = events.len(), "accounting not recorded; the NAS will retry");
+                if let Some(held) = failures.allow(tokio::time::Instant::now()) {
+                    tracing::error!(
+                        error = %e,
+                        events = events.len(),
+                        also_failed_since_last_line = held,
+                        "accounting not recorded (not answered: the NAS will retry)"
+                    );
+                }
                 false
             }
         };

@@ -73,6 +73,8 @@ pub enum RejectReason {
     ContractCancelled,
     /// The effective profile is configured to reject.
     Profile(Profile),
+    /// The database could not be reached and nothing recent is known.
+    StoreUnavailable,
 }
 
 impl RejectReason {
@@ -88,6 +90,7 @@ impl RejectReason {
             RejectReason::Profile(Profile::Released) => "profile released rejects",
             RejectReason::Profile(Profile::Reduced) => "profile reduced rejects",
             RejectReason::Profile(Profile::Blocked) => "profile blocked rejects",
+            RejectReason::StoreUnavailable => "database unavailable",
         }
     }
 }

@@ -7,12 +7,14 @@
 //! - [`accounting`]: Accounting-Request reports and the batching writer;
 //! - [`cache`]: the duplicate / retransmission cache;
 //! - [`stats`]: per-NAS counters;
+//! - [`outage`]: answers while the database cannot be reached;
 //! - [`server`]: the UDP loops that tie them together.
 
 pub mod accounting;
 pub mod auth;
 pub mod cache;
 pub mod dictionary;
+pub mod outage;
 pub mod packet;
 pub mod server;
 pub mod settings;

@@ -25,12 +25,13 @@ use tracing::Instrument;
 use super::accounting::{self, AccountingWriter, Report};
 use super::auth::{self, Decision};
 use super::cache::{Key, ReplyCache, Seen};
+use super::outage::{AuthCache, Throttle};
 use super::packet::{self, Checked, DropReason, Port, code};
 use super::settings::{NasClient, Settings};
 use super::stats::{CounterSnapshot, Counters, Event};
 use crate::clock::Clock;
 use crate::config::{CoaMode, RadiusConfig};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::telemetry;
 
 /// The settings in force, swapped whole by a reload; each request keeps
@@ -144,11 +145,6 @@ pub struct NasReport {
     pub unknown_clients: CounterSnapshot,
 }
 
-struct UnknownLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
 /// The RADIUS server: settings, store, and the state its loops share.
 pub struct RadiusServer {
     settings: SharedSettings,
@@ -158,7 +154,11 @@ pub struct RadiusServer {
     /// Per NAS name; kept across reloads for the NAS that remain.
     counters: ArcSwap<HashMap<String, Arc<Counters>>>,
     unknown: Counters,
-    unknown_log: Mutex<UnknownLog>,
+    unknown_log: Throttle,
+    /// Store failures are logged once per interval, not per packet.
+    store_log: Throttle,
+    /// What is known of logins, for a database outage.
+    outage: AuthCache,
     slots: Arc<Semaphore>,
     auth_cache: Mutex<ReplyCache>,
     acct_cache: Mutex<ReplyCache>,
@@ -169,6 +169,7 @@ impl RadiusServer {
         settings: SharedSettings,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
+        outage: AuthCache,
         tasks: &TaskTracker,
     ) -> RadiusServer {
         let current = settings.load_full();
@@ -178,10 +179,9 @@ impl RadiusServer {
             accounting: AccountingWriter::start(Arc::clone(&store), current.max_in_flight, tasks),
             counters: ArcSwap::from_pointee(counters),
             unknown: Counters::default(),
-            unknown_log: Mutex::new(UnknownLog {
-                last: None,
-                suppressed: 0,
-            }),
+            unknown_log: Throttle::new(UNKNOWN_LOG_INTERVAL),
+            store_log: Throttle::new(UNKNOWN_LOG_INTERVAL),
+            outage,
             slots: Arc::new(Semaphore::new(current.max_in_flight)),
             auth_cache: cache(),
             acct_cache: cache(),
@@ -373,18 +373,27 @@ impl RadiusServer {
         if let Some(name) = username {
             tracing::Span::current().record("user", name);
         }
+        let mut outage = false;
         let record = match username {
             Some(name) => match self.store.auth_lookup(name).await {
-                Ok(record) => record,
+                Ok(record) => {
+                    self.outage.remember(name, record.as_ref(), Instant::now());
+                    record
+                }
                 Err(e) => {
-                    // No answer rather than a wrong one: the NAS retries
-                    // or fails over to its secondary server.
-                    tracing::error!(error = %e, "login lookup failed");
-                    return None;
+                    self.log_store_failure("login lookup", &e);
+                    outage = true;
+                    self.outage.recall(name, Instant::now())
                 }
             },
             None => None,
         };
+        if outage && record.is_none() {
+            counters.count(Event::Reject);
+            tracing::info!(reason = "database unavailable", "Access-Reject");
+            let decision = Decision::Reject(auth::RejectReason::StoreUnavailable);
+            return auth::reply(settings, request, &nas.secret, &decision);
+        }
         let decision = auth::decide(
             settings,
             request,
@@ -432,25 +441,23 @@ impl RadiusServer {
     }
 
     fn log_unknown(&self, source: SocketAddr) {
-        let mut log = self
-            .unknown_log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        if log
-            .last
-            .is_some_and(|last| now - last < UNKNOWN_LOG_INTERVAL)
-        {
-            log.suppressed += 1;
-            return;
+        if let Some(held) = self.unknown_log.allow(Instant::now()) {
+            tracing::warn!(
+                %source,
+                also_dropped_since_last_line = held,
+                "packet from an address that matches no [[nas]] entry dropped"
+            );
         }
-        tracing::warn!(
-            %source,
-            also_dropped_since_last_line = log.suppressed,
-            "packet from an address that matches no [[nas]] entry dropped"
-        );
-        log.last = Some(now);
-        log.suppressed = 0;
+    }
+
+    fn log_store_failure(&self, what: &str, error: &StoreError) {
+        if let Some(held) = self.store_log.allow(Instant::now()) {
+            tracing::error!(
+                %error,
+                also_failed_since_last_line = held,
+                "{what}: the database cannot be reached"
+            );
+        }
     }
 
     /// The settings in force.

@@ -137,6 +137,15 @@ pub struct OutboxJob {
     pub target: SessionTarget,
 }
 
+/// An instance's hold on the jobs it sends, until a moment: renewed with
+/// each send, so that another instance takes over only the jobs of one that
+/// stopped sending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub instance: String,
+    pub until: DateTime<Utc>,
+}
+
 /// How a job ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobResult {
@@ -357,8 +366,14 @@ pub trait Store: Send + Sync {
 
     /// Pending jobs with an id above `after_id`, oldest first.
     async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError>;
-    /// Jobs sent and not finished (after a restart: to send again).
-    async fn inflight_jobs(&self) -> Result<Vec<OutboxJob>, StoreError>;
+    /// Takes the jobs sent and not finished that are this instance's (after
+    /// a restart) or whose instance let its lease run out (it died): they
+    /// are to be sent again, identically.
+    async fn inflight_jobs(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxJob>, StoreError>;
     /// Takes a pending job for sending, recording the request; false if it
     /// is no longer pending (superseded, or another instance took it).
     async fn claim_job(
@@ -366,10 +381,18 @@ pub trait Store: Send + Sync {
         id: i64,
         kind: RequestKind,
         packet: &[u8],
+        lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// Counts a retransmission.
-    async fn job_resent(&self, id: i64, sends: u32, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Counts a retransmission and renews the lease; false if the job is
+    /// no longer this instance's.
+    async fn job_resent(
+        &self,
+        id: i64,
+        sends: u32,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Records how a job ended.
     async fn finish_job(
         &self,

@@ -10,7 +10,7 @@ use sqlx::{Pool, Row, Transaction};
 
 use super::{
     AccountingEvent, AccountingKind, AuthRecord, ContractRecord, Enforced, ExpiredRelease,
-    ImportCounts, JobResult, NewContract, NewLogin, OutboxJob, ReleaseRequest, SessionEnforcement,
+    ImportCounts, JobResult, Lease, NewContract, NewLogin, OutboxJob, ReleaseRequest, SessionEnforcement,
     SessionTarget, StateChange, Store, StoreCounts, StoreError,
 };
 use crate::import::ImportPlan;
@@ -597,10 +597,37 @@ impl Store for SqlStore {
         rows.iter().map(outbox_job_from).collect()
     }
 
-    async fn inflight_jobs(&self) -> Result<Vec<OutboxJob>, StoreError> {
-        let sql = format!("{OUTBOX_SELECT} WHERE e.state = 'sent' ORDER BY e.id");
-        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
-        rows.iter().map(outbox_job_from).collect()
+    async fn inflight_jobs(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxJob>, StoreError> {
+        let skip = DIALECT.skip_locked;
+        let mut tx = self.write().await?;
+        let sql = format!(
+            "UPDATE enforcement SET claimed_by = $1, lease_until = $2 \
+             WHERE id IN (SELECT id FROM enforcement WHERE state = 'sent' \
+               AND (claimed_by = $1 OR claimed_by IS NULL OR lease_until IS NULL \
+                    OR lease_until < $3) \
+               ORDER BY id{skip}) \
+             RETURNING id"
+        );
+        let ids: Vec<i64> = sqlx::query_scalar(&sql)
+            .bind(&lease.instance)
+            .bind(lease.until.timestamp())
+            .bind(now.timestamp())
+            .fetch_all(&mut *tx)
+            .await?;
+        let sql = format!("{OUTBOX_SELECT} WHERE e.id = $1");
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? {
+                jobs.push(outbox_job_from(&row)?);
+            }
+        }
+        tx.commit().await?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
     }
 
     async fn claim_job(
@@ -608,18 +635,21 @@ impl Store for SqlStore {
         id: i64,
         kind: RequestKind,
         packet: &[u8],
+        lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let claimed = sqlx::query(
             "UPDATE enforcement SET state = 'sent', kind = $2, packet = $3, sends = 1, \
-               updated_at = $4 \
+               updated_at = $4, claimed_by = $5, lease_until = $6 \
              WHERE id = $1 AND state = 'pending'",
         )
         .bind(id)
         .bind(kind.as_str())
         .bind(packet)
         .bind(now.timestamp())
+        .bind(&lease.instance)
+        .bind(lease.until.timestamp())
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -628,18 +658,29 @@ impl Store for SqlStore {
         Ok(claimed)
     }
 
-    async fn job_resent(&self, id: i64, sends: u32, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn job_resent(
+        &self,
+        id: i64,
+        sends: u32,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query(
-            "UPDATE enforcement SET sends = $2, updated_at = $3 WHERE id = $1 AND state = 'sent'",
+        let held = sqlx::query(
+            "UPDATE enforcement SET sends = $2, updated_at = $3, lease_until = $5 \
+             WHERE id = $1 AND state = 'sent' AND claimed_by = $4",
         )
         .bind(id)
         .bind(i64::from(sends))
         .bind(now.timestamp())
+        .bind(&lease.instance)
+        .bind(lease.until.timestamp())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
         tx.commit().await?;
-        Ok(())
+        Ok(held)
     }
 
     async fn finish_job(

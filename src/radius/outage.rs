@@ -1,0 +1,143 @@
+//! What the RADIUS side does when the database cannot be reached: log it
+//! once in a while rather than for every packet, and decide logins from
+//! what was known shortly before (or reject them), as configured.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::OutagePolicy;
+use crate::store::AuthRecord;
+
+/// Allows an event once per interval and counts the ones it held back.
+pub struct Throttle {
+    every: Duration,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    pub fn new(every: Duration) -> Throttle {
+        Throttle {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(held back since the last time)` when the event may be logged
+    /// now, `None` when it is held back.
+    pub fn allow(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, held) = &mut *state;
+        if last.is_some_and(|at| now - at < self.every) {
+            *held += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(held))
+    }
+}
+
+/// The last known authentication records, for `on_outage = "cache"`.
+pub struct AuthCache {
+    policy: OutagePolicy,
+    ttl: Duration,
+    capacity: usize,
+    records: Mutex<HashMap<String, (AuthRecord, Instant)>>,
+}
+
+impl AuthCache {
+    pub fn new(policy: OutagePolicy, ttl: Duration, capacity: usize) -> AuthCache {
+        AuthCache {
+            policy,
+            ttl,
+            capacity,
+            records: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Remembers what the store said about a login (only with the cache
+    /// policy).
+    pub fn remember(&self, username: &str, record: Option<&AuthRecord>, now: Instant) {
+        if self.policy != OutagePolicy::Cache {
+            return;
+        }
+        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        match record {
+            Some(record) => {
+                if records.len() < self.capacity || records.contains_key(username) {
+                    records.insert(username.to_owned(), (record.clone(), now));
+                }
+            }
+            None => {
+                records.remove(username);
+            }
+        }
+    }
+
+    /// What was known of a login within the time to live, if the policy
+    /// allows answering from it.
+    pub fn recall(&self, username: &str, now: Instant) -> Option<AuthRecord> {
+        if self.policy != OutagePolicy::Cache {
+            return None;
+        }
+        let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        records
+            .get(username)
+            .filter(|(_, at)| now - *at <= self.ttl)
+            .map(|(record, _)| record.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::ContractState;
+
+    fn record() -> AuthRecord {
+        AuthRecord {
+            username: "maria".into(),
+            password: "pw".into(),
+            contract_id: "1".into(),
+            state: ContractState::Active,
+            open_release_ends_at: None,
+            reply: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_cache_answers_within_its_time_to_live_only() {
+        let t0 = Instant::now();
+        let cache = AuthCache::new(OutagePolicy::Cache, Duration::from_secs(300), 10);
+        cache.remember("maria", Some(&record()), t0);
+        assert!(
+            cache
+                .recall("maria", t0 + Duration::from_secs(300))
+                .is_some()
+        );
+        assert!(
+            cache
+                .recall("maria", t0 + Duration::from_secs(301))
+                .is_none()
+        );
+        assert!(cache.recall("jose", t0).is_none());
+        // A login the store no longer knows is forgotten.
+        cache.remember("maria", None, t0);
+        assert!(cache.recall("maria", t0).is_none());
+        // The reject policy keeps nothing.
+        let reject = AuthCache::new(OutagePolicy::Reject, Duration::from_secs(300), 10);
+        reject.remember("maria", Some(&record()), t0);
+        assert!(reject.recall("maria", t0).is_none());
+    }
+
+    #[test]
+    fn the_throttle_lets_one_through_per_interval_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let throttle = Throttle::new(Duration::from_secs(10));
+        assert_eq!(throttle.allow(t0), Some(0));
+        assert_eq!(throttle.allow(t0 + Duration::from_secs(1)), None);
+        assert_eq!(throttle.allow(t0 + Duration::from_secs(2)), None);
+        assert_eq!(throttle.allow(t0 + Duration::from_secs(10)), Some(2));
+    }
+}
