@@ -207,14 +207,16 @@ impl<T: Transport> Enforcer<T> {
                 tracing::error!(error = %e, "enforcement: outbox not processed; retrying");
                 store_failed = true;
             }
-            let deadline = self.next_deadline(store_failed);
+            let deadline = self
+                .next_deadline(store_failed)
+                .map_or(self.takeover_at, |d| d.min(self.takeover_at));
             let wake = {
                 let notified = self.wake.notified();
                 tokio::select! {
                     () = shutdown.cancelled() => Wake::Stop,
                     () = notified => Wake::Notified,
                     received = self.transport.recv() => Wake::Reply(received),
-                    () = sleep_until(deadline) => Wake::Deadline,
+                    () = tokio::time::sleep_until(deadline) => Wake::Deadline,
                 }
             };
             match wake {
@@ -657,7 +659,8 @@ impl<T: Transport> Enforcer<T> {
     }
 
     /// The next moment something is due: a retransmission, a rate-limited
-    /// job, or a retry after a store error.
+    /// job, or a retry after a store error. The periodic look for
+    /// abandoned requests (`takeover_at`) comes on top, in `run`.
     fn next_deadline(&self, store_failed: bool) -> Option<Instant> {
         let retransmission = self.in_flight.values().map(|f| f.deadline).min();
         let retry = store_failed.then(|| Instant::now() + STORE_RETRY);
@@ -679,11 +682,4 @@ fn prior_outcome(job: &OutboxJob) -> Option<String> {
 
 fn canonical(address: SocketAddr) -> SocketAddr {
     SocketAddr::new(address.ip().to_canonical(), address.port())
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

@@ -179,6 +179,12 @@ impl Daemon {
 
     /// Starts the binary and waits until its socket answers.
     pub fn launch(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Starts the binary without waiting for it.
+    pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -196,6 +202,10 @@ impl Daemon {
             .spawn()
             .expect("start liberad");
         self.child = Some(child);
+    }
+
+    /// Waits until the admin socket answers.
+    pub fn wait_ready(&mut self) {
         let started = Instant::now();
         loop {
             if UnixStream::connect(&self.socket).is_ok() {

@@ -1,0 +1,292 @@
+//! Two liberad instances on one PostgreSQL: what one does, the other sees
+//! at once; each release ends, and is enforced, exactly once; and an
+//! instance that dies while sending is relieved by the other.
+
+mod common;
+
+const BACKEND: common::Backend = common::Backend::Postgres;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use chrono_tz::America::Sao_Paulo;
+use common::coa_nas::{Answer, CoaNas};
+use common::nas::Nas;
+use common::{Daemon, PROFILES, write_file};
+use liberad::config::DatabaseConfig;
+use liberad::model::Actor;
+use liberad::policy::ContractState;
+use liberad::radius::packet::{Attributes, attr, code};
+use liberad::store::{AccountingEvent, AccountingKind, NewContract, NewLogin, ReleaseRequest};
+use rustix::process::Signal;
+use serde_json::Value;
+
+/// Two daemons, `a` and `b`, on one new database, configured alike.
+fn pair(dir: &std::path::Path, extra: &str) -> (String, Daemon, Daemon) {
+    let url = common::database(dir);
+    let mut a = Daemon::prepare_in(dir, "a", &url, "", extra);
+    let mut b = Daemon::prepare_in(dir, "b", &url, "", extra);
+    // Started together, so that they race for the same work.
+    a.spawn();
+    b.spawn();
+    a.wait_ready();
+    b.wait_ready();
+    (url, a, b)
+}
+
+#[test]
+fn what_one_instance_does_the_other_sees_at_once() {
+    let temp = tempfile::tempdir().unwrap();
+    let (_, a, b) = pair(temp.path(), "");
+    let file = write_file(
+        temp.path(),
+        "c.csv",
+        "contract_id,state,username,password\n1,blocked,maria,pw\n2,blocked,jose,pw\n",
+    );
+    assert_eq!(a.ctl_json(&["import", file.to_str().unwrap()]).0, 0);
+
+    let (auth_b, _) = b.radius_addresses();
+    let mut nas = Nas::new(auth_b);
+    assert!(
+        nas.pap("maria", "pw")
+            .text()
+            .contains(&"Framed-Pool = bloqueados".to_owned())
+    );
+    let (rc, v) = a.ctl_json(&["release", "1"]);
+    assert_eq!(rc, 0, "{v}");
+    let reply = nas.pap("maria", "pw");
+    assert_eq!(reply.code, code::ACCESS_ACCEPT);
+    assert!(
+        reply.session_timeout().is_some(),
+        "released through A, seen by B"
+    );
+
+    // A release refused on B because of A's.
+    let (rc, v) = b.ctl_json(&["release", "1"]);
+    assert_eq!((rc, v["code"].as_str()), (1, Some("already_released")));
+
+    // Parameters changed through B apply to a release through A.
+    assert_eq!(b.ctl_json(&["params", "set", "release_days", "3"]).0, 0);
+    let (_, v) = a.ctl_json(&["release", "2"]);
+    let started: chrono::DateTime<Utc> =
+        serde_json::from_value(v["data"]["started_at"].clone()).unwrap();
+    let ends: chrono::DateTime<Utc> = serde_json::from_value(v["data"]["ends_at"].clone()).unwrap();
+    let days = ends.with_timezone(&Sao_Paulo).date_naive()
+        - started.with_timezone(&Sao_Paulo).date_naive();
+    assert_eq!(days.num_days(), 3);
+
+    // A session started through B is enforced through A.
+    let (_, acct_b) = b.radius_addresses();
+    Nas::new(acct_b)
+        .accounting(
+            1,
+            &[(attr::USER_NAME, b"jose"), (attr::ACCT_SESSION_ID, b"j-1")],
+        )
+        .unwrap();
+    let (_, sessions) = a.ctl_json(&["sessions", "--online"]);
+    assert_eq!(sessions["data"][0]["acct_session_id"], "j-1");
+}
+
+/// Writes, as a previous run would have, `n` blocked contracts released
+/// two days ago (so their releases all ended at the same midnight), each
+/// with a customer online now.
+fn releases_that_ended_together(url: &str, n: usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = liberad::store::open(&DatabaseConfig::default(), url)
+            .await
+            .unwrap();
+        let actor = Actor::default();
+        let then = Utc::now() - chrono::Duration::days(2);
+        for i in 0..n {
+            let id = format!("c{i}");
+            let contract = NewContract {
+                id: id.clone(),
+                name: String::new(),
+                state: ContractState::Blocked,
+            };
+            store.add_contract(contract, &actor, then).await.unwrap();
+            let login = NewLogin {
+                username: format!("u{i}"),
+                contract_id: id.clone(),
+                password: "pw".into(),
+                reply: Vec::new(),
+            };
+            store.add_login(login, &actor, then).await.unwrap();
+            let request = ReleaseRequest {
+                contract_id: id,
+                reason: String::new(),
+                actor: actor.clone(),
+                now: then,
+                timezone: Sao_Paulo,
+            };
+            store.release(&request).await.unwrap();
+        }
+        let events: Vec<AccountingEvent> = (0..n)
+            .map(|i| AccountingEvent {
+                kind: AccountingKind::Start,
+                at: Utc::now(),
+                nas_name: "test".into(),
+                nas_identity: "127.0.0.1".into(),
+                nas_address: "127.0.0.1".into(),
+                nas_ip_address: None,
+                nas_identifier: None,
+                username: format!("u{i}"),
+                acct_session_id: format!("s{i}"),
+                framed_ip_address: None,
+                calling_station_id: None,
+                nas_port_id: None,
+                session_time: None,
+                input_octets: 0,
+                output_octets: 0,
+                terminate_cause: None,
+            })
+            .collect();
+        store.record_accounting(&events).await.unwrap();
+        store.close().await;
+    });
+}
+
+/// A NAS on its own thread that ACKs everything and keeps every request.
+fn acking_nas(coa: CoaNas) -> Arc<Mutex<Vec<Vec<u8>>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let requests = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        while let Some(request) = coa.receive(Duration::from_secs(60)) {
+            coa.answer(&request, Answer::Ack);
+            requests.lock().unwrap().push(request.bytes);
+        }
+    });
+    seen
+}
+
+/// How many requests each session got.
+fn per_session(requests: &[Vec<u8>]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for request in requests {
+        let session = Attributes::over(request)
+            .find(|(t, _)| *t == attr::ACCT_SESSION_ID)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        *counts.entry(session).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn jobs(daemon: &Daemon) -> Vec<Value> {
+    let (_, v) = daemon.ctl_json(&["coa", "--limit", "10000"]);
+    v["data"].as_array().unwrap().clone()
+}
+
+#[test]
+fn two_hundred_releases_ending_together_are_ended_and_enforced_once() {
+    const N: usize = 200;
+    let temp = tempfile::tempdir().unwrap();
+    let coa = CoaNas::bind();
+    let extra = format!(
+        "coa_port = {}\ncoa_mode = \"disconnect\"\n{PROFILES}\n[enforcement]\nmax_per_second_per_nas = 1000\n",
+        coa.port()
+    );
+    // The database is prepared before the daemons start.
+    let url = common::database(temp.path());
+    releases_that_ended_together(&url, N);
+    let mut a = Daemon::prepare_in(temp.path(), "a", &url, "", &extra);
+    let mut b = Daemon::prepare_in(temp.path(), "b", &url, "", &extra);
+    let seen = acking_nas(coa);
+    a.spawn();
+    b.spawn();
+    a.wait_ready();
+    b.wait_ready();
+
+    let deadline = Instant::now() + common::DEADLINE;
+    loop {
+        let acked = jobs(&a).iter().filter(|j| j["state"] == "acked").count();
+        if acked == N {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{acked} of {N} acknowledged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let all = jobs(&b);
+    assert_eq!(
+        all.len(),
+        N,
+        "one job per release, whichever instance ended it"
+    );
+    let counts = per_session(&seen.lock().unwrap());
+    assert_eq!(counts.len(), N);
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "a session told twice: {:?}",
+        counts.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    // Each release ended once, at its end.
+    let (_, v) = a.ctl_json(&["audit", "--limit", "10000"]);
+    let endings = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "release_end")
+        .count();
+    assert_eq!(endings, N);
+    let logs = format!("{}{}", a.log_text(), b.log_text());
+    assert!(logs.contains("releases expired"));
+}
+
+#[test]
+fn an_instance_killed_while_sending_is_relieved_by_the_other() {
+    let temp = tempfile::tempdir().unwrap();
+    let coa = CoaNas::bind();
+    let extra = format!(
+        "coa_port = {}\ncoa_mode = \"disconnect\"\n{PROFILES}\n[enforcement]\n\
+         retry_initial_ms = 800\nretry_max_ms = 1000\nmax_sends = 5\nlease_secs = 2\n",
+        coa.port()
+    );
+    let url = common::database(temp.path());
+    let mut a = Daemon::start_in(temp.path(), "a", &url, "", &extra);
+    let file = write_file(
+        temp.path(),
+        "c.csv",
+        "contract_id,state,username,password\n1,blocked,maria,pw\n",
+    );
+    assert_eq!(a.ctl_json(&["import", file.to_str().unwrap()]).0, 0);
+    let (_, acct) = a.radius_addresses();
+    Nas::new(acct)
+        .accounting(
+            1,
+            &[(attr::USER_NAME, b"maria"), (attr::ACCT_SESSION_ID, b"m-1")],
+        )
+        .unwrap();
+
+    assert_eq!(a.ctl_json(&["release", "1"]).0, 0);
+    let first = coa.expect();
+    a.signal(Signal::KILL);
+    a.wait_exit();
+
+    // From now on the NAS answers. B takes the job over once A's lease has
+    // run out, and sends the same request again.
+    let seen = acking_nas(coa);
+    let b = Daemon::start_in(temp.path(), "b", &url, "", &extra);
+    let deadline = Instant::now() + common::DEADLINE;
+    while jobs(&b)[0]["state"] != "acked" {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}\n{}",
+            jobs(&b),
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let requests = seen.lock().unwrap().clone();
+    assert!(!requests.is_empty());
+    assert!(
+        requests.iter().all(|r| *r == first.bytes),
+        "the same request, byte for byte"
+    );
+    assert!(b.log_text().contains("resending requests left in flight"));
+}
