@@ -177,6 +177,13 @@ impl Daemon {
         }
     }
 
+    /// Adds `lines` to the `[database]` section of the configuration.
+    pub fn database_settings(&self, lines: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replacen("\n[admin]\n", &format!("\n{lines}\n[admin]\n"), 1);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     /// Starts the binary and waits until its socket answers.
     pub fn launch(&mut self) {
         self.spawn();
