@@ -20,6 +20,11 @@ struct Args {
     /// Validate the configuration and exit: 0 when valid, 78 when not.
     #[arg(long)]
     check_config: bool,
+    /// Copy the SQLite database of this configuration into a new
+    /// PostgreSQL database and exit (liberad must be stopped); then point
+    /// `database.url` at it. See deploy/postgresql.md.
+    #[arg(long, value_name = "POSTGRES_URL", conflicts_with = "check_config")]
+    copy_to: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -34,6 +39,9 @@ fn main() -> ExitCode {
     if args.check_config {
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
+    }
+    if let Some(target) = &args.copy_to {
+        return copy_to(&config, target);
     }
     let log = liberad::logging::init(&config.log);
     let controls = match liberad::daemon::signals() {
@@ -55,6 +63,67 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--copy-to`: the SQLite database of `config` into PostgreSQL at `target`.
+fn copy_to(config: &Config, target: &str) -> ExitCode {
+    use liberad::config::DatabaseUrl;
+    let source = match DatabaseUrl::parse(&config.database_url()) {
+        Ok(DatabaseUrl::Sqlite(path)) => path,
+        Ok(DatabaseUrl::Postgres(_)) => {
+            eprintln!("liberad: --copy-to copies from SQLite; this configuration uses PostgreSQL");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("liberad: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match DatabaseUrl::parse(target) {
+        Ok(DatabaseUrl::Postgres(_)) => {}
+        Ok(DatabaseUrl::Sqlite(_)) => {
+            eprintln!("liberad: --copy-to takes a postgres:// URL");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("liberad: --copy-to: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if std::os::unix::net::UnixStream::connect(&config.admin.socket).is_ok() {
+        eprintln!(
+            "liberad: liberad is running on this configuration (its socket {} answers); \
+             stop it first, so that nothing it writes after the copy is left behind",
+            config.admin.socket.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("liberad: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(liberad::store::copy::sqlite_to_postgres(&source, target)) {
+        Ok(copied) => {
+            for table in copied {
+                println!("{:<12} {} rows", table.table, table.rows);
+            }
+            println!(
+                "copied {} into PostgreSQL; set database.url to the new database and start liberad",
+                source.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("liberad: copy failed, no data was written: {e}");
             ExitCode::FAILURE
         }
     }

@@ -6,6 +6,7 @@
 //! release decision is taken by [`crate::policy`] inside the transaction that
 //! records it, so two requests for the same contract cannot both succeed.
 
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 

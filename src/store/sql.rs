@@ -38,6 +38,12 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
+    /// The pool reads go through (the copy between databases reads and
+    /// writes whole tables through it).
+    pub(super) fn pool(&self) -> &Pool<Db> {
+        &self.reader
+    }
+
     /// A write transaction: on SQLite it takes the database lock up front
     /// (`BEGIN IMMEDIATE`); on PostgreSQL, rows are locked as they are read.
     async fn write(&self) -> Result<Transaction<'static, Db>, StoreError> {
