@@ -723,6 +723,15 @@ impl Admin {
             StoreError::InvalidParameter(e) => {
                 Response::refusal(code::INVALID_VALUE, e.to_string())
             }
+            StoreError::Database(
+                e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)),
+            ) => {
+                tracing::error!(error = %e, "admin request failed: the database cannot be reached");
+                Response::refusal(
+                    code::DATABASE_UNAVAILABLE,
+                    format!("the database cannot be reached ({e}); nothing was changed, try again"),
+                )
+            }
             e @ (StoreError::Database(_)
             | StoreError::Migration(_)
             | StoreError::Setup(_)

@@ -251,6 +251,7 @@ pub mod code {
     pub const NO_IMPORT: &str = "no_import";
     // The daemon could not do it.
     pub const BUSY: &str = "busy";
+    pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
     pub const INTERNAL: &str = "internal";
 }
 

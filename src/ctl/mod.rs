@@ -446,7 +446,7 @@ fn exit_code(response: &Response) -> u8 {
             | code::TOO_LARGE
             | code::NO_IMPORT,
         ) => exit::USAGE,
-        Some(code::BUSY | code::INTERNAL) | None => exit::FAILED,
+        Some(code::BUSY | code::DATABASE_UNAVAILABLE | code::INTERNAL) | None => exit::FAILED,
         Some(_) => exit::REFUSED,
     }
 }
