@@ -150,6 +150,52 @@ pub struct RadiusConfig {
     /// Reply-Message sent with every Access-Reject (none by default).
     #[serde(default)]
     pub reject_message: Option<String>,
+    /// MS-CHAP logins: whether the NAS must encrypt the link with the MPPE
+    /// keys liberad sends, or may, or gets no keys at all.
+    #[serde(default)]
+    pub mppe_encryption_policy: MppePolicy,
+    /// MS-CHAP logins: the MPPE strengths allowed (MS-MPPE-Encryption-Types).
+    #[serde(default = "default_mppe_types")]
+    pub mppe_encryption_types: Vec<MppeType>,
+}
+
+/// MS-MPPE-Encryption-Policy (RFC 2548 §2.4.4), or no MPPE attributes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MppePolicy {
+    /// Encryption allowed (1): the keys are sent.
+    #[default]
+    Allowed,
+    /// Encryption required (2): the keys are sent.
+    Required,
+    /// No MPPE keys, policy or types in the reply.
+    Off,
+}
+
+/// One MPPE strength (RFC 2548 §2.4.5, and 56-bit RC4 as Windows has it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum MppeType {
+    #[serde(rename = "rc4-40")]
+    Rc4Bits40,
+    #[serde(rename = "rc4-56")]
+    Rc4Bits56,
+    #[serde(rename = "rc4-128")]
+    Rc4Bits128,
+}
+
+impl MppeType {
+    /// Its bit in MS-MPPE-Encryption-Types.
+    pub fn bit(self) -> u32 {
+        match self {
+            MppeType::Rc4Bits40 => 0x2,
+            MppeType::Rc4Bits128 => 0x4,
+            MppeType::Rc4Bits56 => 0x8,
+        }
+    }
+}
+
+fn default_mppe_types() -> Vec<MppeType> {
+    vec![MppeType::Rc4Bits40, MppeType::Rc4Bits128]
 }
 
 impl Default for RadiusConfig {
@@ -162,6 +208,8 @@ impl Default for RadiusConfig {
             duplicate_window_secs: default_duplicate_window_secs(),
             dictionaries: Vec::new(),
             reject_message: None,
+            mppe_encryption_policy: MppePolicy::default(),
+            mppe_encryption_types: default_mppe_types(),
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! One row per login; a contract without logins has an empty `username`.
 //! Columns (header row, any order, only `contract_id` required):
-//! `contract_id, name, state, username, password, reply`. `reply` holds the
+//! `contract_id, name, state, username, password, nt_hash, reply`. A login
+//! has a `password` or, instead, the `nt_hash` of it (32 hex digits), as
+//! billing systems that keep only that export it. `reply` holds the
 //! login's reply attributes, `Name = value`, separated by `;`. A file whose
 //! header has `;` and no `,` is read with `;` as the delimiter (spreadsheets
 //! set to Portuguese write it so).
@@ -15,16 +17,17 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{self, ReplyAttribute};
+use crate::model::{self, Password, ReplyAttribute};
 use crate::policy::ContractState;
 
 /// The columns an import file may have.
-pub const COLUMNS: [&str; 6] = [
+pub const COLUMNS: [&str; 7] = [
     "contract_id",
     "name",
     "state",
     "username",
     "password",
+    "nt_hash",
     "reply",
 ];
 
@@ -45,7 +48,7 @@ pub struct LoginRow {
     pub line: u64,
     pub username: String,
     pub contract_id: String,
-    pub password: String,
+    pub password: Password,
     pub reply: Vec<ReplyAttribute>,
 }
 
@@ -253,10 +256,11 @@ impl ImportPlan {
     ) -> Result<Option<LoginRow>, String> {
         let username = header.get(record, "username");
         let password = header.get(record, "password");
+        let nt_hash = header.get(record, "nt_hash");
         let reply = header.get(record, "reply");
         if username.is_empty() {
-            if !password.is_empty() || !reply.is_empty() {
-                return Err("password or reply given without a username".to_owned());
+            if !password.is_empty() || !nt_hash.is_empty() || !reply.is_empty() {
+                return Err("password, nt_hash or reply given without a username".to_owned());
             }
             return Ok(None);
         }
@@ -264,7 +268,8 @@ impl ImportPlan {
         if let Some(first) = seen.logins.get(username) {
             return Err(format!("login {username} is already on line {first}"));
         }
-        model::check_password(password).map_err(|e| e.to_string())?;
+        let password =
+            Password::either(non_empty(password), non_empty(nt_hash)).map_err(|e| e.to_string())?;
         let reply = split_reply(reply)
             .into_iter()
             .map(str::parse::<ReplyAttribute>)
@@ -275,7 +280,7 @@ impl ImportPlan {
             line,
             username: username.to_owned(),
             contract_id: contract_id.to_owned(),
-            password: password.to_owned(),
+            password,
             reply,
         }))
     }
@@ -382,6 +387,29 @@ mod tests {
         assert!(reasons[6].contains("without a username"), "{reasons:?}");
         assert_eq!(plan.contracts.len(), 1);
         assert_eq!(plan.logins.len(), 1);
+    }
+
+    #[test]
+    fn a_login_may_come_with_its_nt_hash_instead_of_its_password() {
+        let plan = parse(
+            "contract_id,username,password,nt_hash\n\
+             1,ana,,44EBBA8D5312B8D611474411F56989AE\n\
+             2,rui,pw,\n\
+             3,eva,pw,44EBBA8D5312B8D611474411F56989AE\n\
+             4,ivo,,44EBBA8D\n\
+             5,,,44EBBA8D5312B8D611474411F56989AE\n",
+        )
+        .unwrap();
+        assert_eq!(plan.logins.len(), 2);
+        assert_eq!(
+            plan.logins[0].password,
+            Password::nt_hash("44ebba8d5312b8d611474411f56989ae").unwrap()
+        );
+        assert_eq!(plan.logins[1].password, Password::Cleartext("pw".into()));
+        let reasons: Vec<&str> = plan.rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert!(reasons[0].contains("not both"), "{reasons:?}");
+        assert!(reasons[1].contains("32 hexadecimal"), "{reasons:?}");
+        assert!(reasons[2].contains("without a username"), "{reasons:?}");
     }
 
     #[test]

@@ -98,6 +98,90 @@ pub fn check_password(password: &str) -> Result<(), InvalidValue> {
     Ok(())
 }
 
+/// A login's secret as liberad keeps it: the password itself (PAP, CHAP,
+/// MS-CHAPv2), or only its NT hash, MD4 of the password in UTF-16LE, as
+/// Windows and many billing systems keep it (PAP and MS-CHAPv2; CHAP needs
+/// the password itself).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Password {
+    Cleartext(String),
+    NtHash([u8; 16]),
+}
+
+impl Password {
+    /// A password as given, checked.
+    pub fn cleartext(password: &str) -> Result<Password, InvalidValue> {
+        check_password(password)?;
+        Ok(Password::Cleartext(password.to_owned()))
+    }
+
+    /// An NT hash as 32 hexadecimal digits (either case).
+    pub fn nt_hash(hex: &str) -> Result<Password, InvalidValue> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 32 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+            return Err(invalid("nt_hash", "must be 32 hexadecimal digits"));
+        }
+        let mut hash = [0u8; 16];
+        for (i, byte) in hash.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+                .map_err(|_| invalid("nt_hash", "must be 32 hexadecimal digits"))?;
+        }
+        Ok(Password::NtHash(hash))
+    }
+
+    /// Exactly one of a password and an NT hash, as a request or an import
+    /// row gives them.
+    pub fn either(password: Option<&str>, nt_hash: Option<&str>) -> Result<Password, InvalidValue> {
+        match (password, nt_hash) {
+            (Some(p), None) => Password::cleartext(p),
+            (None, Some(h)) => Password::nt_hash(h),
+            (None, None) => Err(invalid(
+                "password",
+                "is empty (give a password or an NT hash)",
+            )),
+            (Some(_), Some(_)) => Err(invalid(
+                "password",
+                "give either a password or an NT hash, not both",
+            )),
+        }
+    }
+
+    /// The `password_type` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Password::Cleartext(_) => "cleartext",
+            Password::NtHash(_) => "nt_hash",
+        }
+    }
+
+    /// The `password` column: the password, or the hash in lower-case hex.
+    pub fn stored(&self) -> String {
+        match self {
+            Password::Cleartext(p) => p.clone(),
+            Password::NtHash(h) => h.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// Reads the two columns back.
+    pub fn from_stored(kind: &str, text: &str) -> Result<Password, InvalidValue> {
+        match kind {
+            "cleartext" => Ok(Password::Cleartext(text.to_owned())),
+            "nt_hash" => Password::nt_hash(text),
+            other => Err(invalid(
+                "password_type",
+                format!("{other:?} is not cleartext or nt_hash"),
+            )),
+        }
+    }
+}
+
+/// Never shows the secret.
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Password::{}(..)", self.kind())
+    }
+}
+
 /// One RADIUS reply attribute written as text: `Name = value`.
 ///
 /// Only the form is checked here; names and value types are checked against
@@ -491,6 +575,19 @@ mod tests {
         assert!(check_password(&"p".repeat(128)).is_ok());
         assert!(check_password(&"p".repeat(129)).is_err());
         assert!(check_password("").is_err());
+        let hash = Password::nt_hash("44EBBA8D5312B8D611474411f56989ae").unwrap();
+        assert_eq!(hash.stored(), "44ebba8d5312b8d611474411f56989ae");
+        assert_eq!(
+            Password::from_stored("nt_hash", &hash.stored()),
+            Ok(hash.clone())
+        );
+        assert!(Password::nt_hash("44EBBA8D5312B8D611474411F56989A").is_err());
+        assert!(Password::nt_hash("44EBBA8D5312B8D611474411F56989AG").is_err());
+        assert!(Password::nt_hash("+4EBBA8D5312B8D611474411F56989AE").is_err());
+        assert!(Password::either(None, None).is_err());
+        assert!(Password::either(Some("a"), Some(&hash.stored())).is_err());
+        assert_eq!(format!("{hash:?}"), "Password::nt_hash(..)");
+        assert!(Password::from_stored("md5", "x").is_err());
         assert!(check_name("Maria Conceição").is_ok());
         assert!(check_name("bad\u{7}bell").is_err());
     }

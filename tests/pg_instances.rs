@@ -16,7 +16,7 @@ use common::coa_nas::{Answer, CoaNas};
 use common::nas::Nas;
 use common::{Daemon, PROFILES, write_file};
 use liberad::config::DatabaseConfig;
-use liberad::model::Actor;
+use liberad::model::{Actor, Password};
 use liberad::policy::ContractState;
 use liberad::radius::packet::{Attributes, attr, code};
 use liberad::store::{AccountingEvent, AccountingKind, NewContract, NewLogin, ReleaseRequest};
@@ -114,7 +114,7 @@ fn releases_that_ended_together(url: &str, n: usize) {
             let login = NewLogin {
                 username: format!("u{i}"),
                 contract_id: id.clone(),
-                password: "pw".into(),
+                password: Password::Cleartext("pw".into()),
                 reply: Vec::new(),
             };
             store.add_login(login, &actor, then).await.unwrap();

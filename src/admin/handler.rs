@@ -259,12 +259,13 @@ impl Admin {
                 username,
                 contract,
                 password,
+                nt_hash,
                 attributes,
                 operator,
             } => {
                 model::check_username(&username)?;
                 model::check_contract_id(&contract)?;
-                model::check_password(&password)?;
+                let password = model::Password::either(password.as_deref(), nt_hash.as_deref())?;
                 let reply = attributes
                     .iter()
                     .map(|a| a.parse::<ReplyAttribute>())

@@ -60,7 +60,11 @@ pub enum Request {
     LoginAdd {
         username: String,
         contract: String,
-        password: String,
+        /// The password, or instead `nt_hash`: its NT hash, 32 hex digits.
+        #[serde(default)]
+        password: Option<String>,
+        #[serde(default)]
+        nt_hash: Option<String>,
         /// Reply attributes, `Name = value`.
         #[serde(default)]
         attributes: Vec<String>,

@@ -180,8 +180,13 @@ enum LoginCommand {
         #[arg(long, value_name = "ID")]
         contract: String,
         /// The password; `-` reads it from standard input.
-        #[arg(long)]
-        password: String,
+        #[arg(long, required_unless_present = "nt_hash")]
+        password: Option<String>,
+        /// Instead of the password, its NT hash (32 hex digits): MS-CHAPv2
+        /// and PAP work with it, CHAP does not. `-` reads it from standard
+        /// input.
+        #[arg(long, value_name = "HEX", conflicts_with = "password")]
+        nt_hash: Option<String>,
         /// A reply attribute, 'Name = value' (repeatable).
         #[arg(long = "attr", value_name = "ATTRIBUTE")]
         attributes: Vec<String>,
@@ -317,15 +322,13 @@ fn request_for(command: &Command, operator: Option<String>) -> Result<Request, S
             username,
             contract,
             password,
+            nt_hash,
             attributes,
         }) => Request::LoginAdd {
             username: username.clone(),
             contract: contract.clone(),
-            password: if password == "-" {
-                read_password()?
-            } else {
-                password.clone()
-            },
+            password: secret_argument(password.as_deref())?,
+            nt_hash: secret_argument(nt_hash.as_deref())?,
             attributes: attributes.clone(),
             operator,
         },
@@ -387,6 +390,14 @@ fn request_for(command: &Command, operator: Option<String>) -> Result<Request, S
         Command::Nas(NasCommand::List) => Request::NasList,
         Command::Import { .. } => return Err("import is sent in pieces".to_owned()),
     })
+}
+
+/// A secret given on the command line, or read from standard input for `-`.
+fn secret_argument(given: Option<&str>) -> Result<Option<String>, String> {
+    match given {
+        Some("-") => read_password().map(Some),
+        other => Ok(other.map(str::to_owned)),
+    }
 }
 
 fn read_password() -> Result<String, String> {

@@ -15,7 +15,7 @@ use super::transport::{ChannelPeer, ChannelTransport};
 use super::{Enforcer, EnforcerHandle};
 use crate::clock::{Clock, TokioClock};
 use crate::config::{Config, EnforcementConfig};
-use crate::model::{Actor, JobState};
+use crate::model::{Actor, JobState, Password};
 use crate::policy::ContractState;
 use crate::radius::Settings;
 use crate::radius::packet::{self, Attributes, code};
@@ -165,7 +165,7 @@ impl World {
                 crate::store::NewLogin {
                     username: format!("user-{contract}"),
                     contract_id: contract.to_owned(),
-                    password: "pw".into(),
+                    password: Password::Cleartext("pw".into()),
                     reply: Vec::new(),
                 },
                 &Actor::default(),

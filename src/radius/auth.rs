@@ -2,20 +2,19 @@
 //! the contract's state and release make of it — as pure functions of the
 //! request, the login's record and `now`.
 
+use std::sync::atomic::{AtomicU16, Ordering};
+
 use chrono::{DateTime, Utc};
 use subtle::ConstantTimeEq;
 
 use super::dictionary::WireAttribute;
+use super::mschap::{self, NtHash, V2Response, vendor_attr};
 use super::packet::{self, Checked, attr, code};
 use super::settings::Settings;
 use crate::config::ProfileAction;
+use crate::model::Password;
 use crate::policy::{self, Profile};
 use crate::store::AuthRecord;
-
-/// Microsoft's vendor id, whose attributes carry MS-CHAP.
-const MICROSOFT: u32 = 311;
-/// MS-CHAP-Response, MS-CHAP-Challenge, MS-CHAP2-Response.
-const MS_CHAP_TYPES: [u8; 3] = [1, 11, 25];
 
 /// How the subscriber proves who it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +26,16 @@ pub enum Method<'a> {
         response: &'a [u8],
         challenge: &'a [u8],
     },
-    MsChap,
+    /// MS-CHAPv2 (RFC 2759, RFC 2548).
+    MsChapV2(V2Response<'a>),
+    /// MS-CHAP version 1 (RFC 2433) with its NT-Response.
+    MsChapV1 {
+        ident: u8,
+        challenge: &'a [u8; 8],
+        nt_response: &'a [u8; 24],
+    },
+    /// MS-CHAP attributes that do not make a whole request: named.
+    MsChapMalformed(&'static str),
     Eap,
     None,
 }
@@ -36,15 +44,44 @@ pub enum Method<'a> {
 pub fn method<'a>(request: &Checked<'a>) -> Method<'a> {
     let mut chap = None;
     let mut challenge = None;
+    let mut ms_challenge = None;
+    let mut ms_v1 = None;
+    let mut ms_v2 = None;
     for (typ, value) in request.attributes() {
         match typ {
             attr::USER_PASSWORD => return Method::Pap { hidden: value },
             attr::CHAP_PASSWORD => chap = Some(value),
             attr::CHAP_CHALLENGE => challenge = Some(value),
             attr::EAP_MESSAGE => return Method::Eap,
-            attr::VENDOR_SPECIFIC if is_ms_chap(value) => return Method::MsChap,
+            attr::VENDOR_SPECIFIC => {
+                if let Some(data) = mschap::vendor_data(value, vendor_attr::MS_CHAP_CHALLENGE) {
+                    ms_challenge = Some(data);
+                } else if let Some(data) =
+                    mschap::vendor_data(value, vendor_attr::MS_CHAP2_RESPONSE)
+                {
+                    ms_v2 = Some(data);
+                } else if let Some(data) = mschap::vendor_data(value, vendor_attr::MS_CHAP_RESPONSE)
+                {
+                    ms_v1 = Some(data);
+                }
+            }
             _ => {}
         }
+    }
+    match (ms_challenge, ms_v2, ms_v1) {
+        (Some(c), Some(r), _) => {
+            return V2Response::parse(r, c).map_or(
+                Method::MsChapMalformed(
+                    "malformed MS-CHAP2-Response or MS-CHAP-Challenge (50 and 16 bytes expected)",
+                ),
+                Method::MsChapV2,
+            );
+        }
+        (Some(c), None, Some(r)) => return ms_chap_v1(c, r),
+        (None, Some(_), _) | (None, None, Some(_)) => {
+            return Method::MsChapMalformed("MS-CHAP response without MS-CHAP-Challenge");
+        }
+        _ => {}
     }
     match chap {
         Some(response) => Method::Chap {
@@ -57,8 +94,22 @@ pub fn method<'a>(request: &Checked<'a>) -> Method<'a> {
     }
 }
 
-fn is_ms_chap(vsa: &[u8]) -> bool {
-    vsa.len() > 4 && vsa[..4] == MICROSOFT.to_be_bytes() && MS_CHAP_TYPES.contains(&vsa[4])
+/// MS-CHAP-Response (RFC 2548 §2.1.3: ident, flags, LM-Response,
+/// NT-Response) with an 8-byte MS-CHAP-Challenge.
+fn ms_chap_v1<'a>(challenge: &'a [u8], response: &'a [u8]) -> Method<'a> {
+    let (Ok(challenge), true) = (<&[u8; 8]>::try_from(challenge), response.len() == 50) else {
+        return Method::MsChapMalformed(
+            "malformed MS-CHAP-Response or MS-CHAP-Challenge (50 and 8 bytes expected)",
+        );
+    };
+    if response[1] & 1 == 0 {
+        return Method::MsChapMalformed("MS-CHAP with a LAN Manager response only");
+    }
+    Method::MsChapV1 {
+        ident: response[0],
+        challenge,
+        nt_response: response[26..50].try_into().expect("24 bytes"),
+    }
 }
 
 /// Why an Access-Request is rejected.
@@ -68,8 +119,10 @@ pub enum RejectReason {
     UnknownLogin,
     WrongPassword,
     NoCredentials,
-    /// A method liberad does not verify (yet): named.
+    /// A method liberad does not verify: named.
     UnsupportedMethod(&'static str),
+    /// The credentials are malformed: how.
+    Malformed(&'static str),
     ContractCancelled,
     /// The effective profile is configured to reject.
     Profile(Profile),
@@ -84,7 +137,7 @@ impl RejectReason {
             RejectReason::UnknownLogin => "unknown login",
             RejectReason::WrongPassword => "wrong password",
             RejectReason::NoCredentials => "no password in the request",
-            RejectReason::UnsupportedMethod(m) => m,
+            RejectReason::UnsupportedMethod(m) | RejectReason::Malformed(m) => m,
             RejectReason::ContractCancelled => "contract cancelled",
             RejectReason::Profile(Profile::Active) => "profile active rejects",
             RejectReason::Profile(Profile::Released) => "profile released rejects",
@@ -129,27 +182,11 @@ pub fn decide(
             RejectReason::UnknownLogin
         });
     };
-    let password = record.password.as_bytes();
-    let verified = match method(request) {
-        Method::Pap { hidden } => packet::reveal_password(hidden, &request.authenticator, secret)
-            .is_some_and(|given| bool::from(given.ct_eq(password))),
-        Method::Chap {
-            response,
-            challenge,
-        } => packet::chap_valid(response, challenge, password),
-        Method::MsChap => {
-            return Decision::Reject(RejectReason::UnsupportedMethod(
-                "MS-CHAP is not supported yet",
-            ));
-        }
-        Method::Eap => {
-            return Decision::Reject(RejectReason::UnsupportedMethod("EAP is not supported"));
-        }
-        Method::None => return Decision::Reject(RejectReason::NoCredentials),
+    let method = method(request);
+    let proof = match verify(&method, request, secret, &record.password) {
+        Ok(proof) => proof,
+        Err(reason) => return Decision::Reject(reason),
     };
-    if !verified {
-        return Decision::Reject(RejectReason::WrongPassword);
-    }
     let release_end = policy::running_until(record.open_release_ends_at, now);
     let Some(profile) = policy::effective_profile(record.state, release_end.is_some()) else {
         return Decision::Reject(RejectReason::ContractCancelled);
@@ -176,10 +213,188 @@ pub fn decide(
     {
         cap_session_timeout(&mut attributes, end, now);
     }
+    attributes.extend(ms_chap_accept(settings, request, secret, &proof));
     Decision::Accept {
         profile,
         attributes,
     }
+}
+
+/// What a verified password proves beyond itself: for MS-CHAP, what the
+/// Access-Accept must carry back.
+enum Proof {
+    Password,
+    MsChapV2 {
+        ident: u8,
+        success: mschap::V2Success,
+    },
+    MsChapV1 {
+        hash: NtHash,
+    },
+}
+
+/// Checks the request's credentials against the login's password.
+fn verify(
+    method: &Method<'_>,
+    request: &Checked<'_>,
+    secret: &[u8],
+    password: &Password,
+) -> Result<Proof, RejectReason> {
+    let checked = |ok: bool| {
+        if ok {
+            Ok(Proof::Password)
+        } else {
+            Err(RejectReason::WrongPassword)
+        }
+    };
+    match (*method, password) {
+        (Method::Pap { hidden }, _) => {
+            let given = packet::reveal_password(hidden, &request.authenticator, secret);
+            checked(given.is_some_and(|given| {
+                match password {
+                    Password::Cleartext(p) => bool::from(given.ct_eq(p.as_bytes())),
+                    Password::NtHash(hash) => std::str::from_utf8(&given)
+                        .is_ok_and(|g| bool::from(mschap::nt_password_hash(g).ct_eq(hash))),
+                }
+            }))
+        }
+        (
+            Method::Chap {
+                response,
+                challenge,
+            },
+            Password::Cleartext(p),
+        ) => checked(packet::chap_valid(response, challenge, p.as_bytes())),
+        (Method::Chap { .. }, Password::NtHash(_)) => Err(RejectReason::UnsupportedMethod(
+            "CHAP needs the password itself; this login keeps only its NT hash",
+        )),
+        (Method::MsChapV2(response), _) => {
+            let user = request.attribute(attr::USER_NAME).unwrap_or_default();
+            mschap::verify_v2(&response, user, &nt_hash(password))
+                .map(|success| Proof::MsChapV2 {
+                    ident: response.ident,
+                    success,
+                })
+                .ok_or(RejectReason::WrongPassword)
+        }
+        (
+            Method::MsChapV1 {
+                challenge,
+                nt_response,
+                ..
+            },
+            _,
+        ) => {
+            let hash = nt_hash(password);
+            let expected = mschap::challenge_response(challenge, &hash);
+            if bool::from(expected.ct_eq(nt_response)) {
+                Ok(Proof::MsChapV1 { hash })
+            } else {
+                Err(RejectReason::WrongPassword)
+            }
+        }
+        (Method::MsChapMalformed(how), _) => Err(RejectReason::Malformed(how)),
+        (Method::Eap, _) => Err(RejectReason::UnsupportedMethod("EAP is not supported")),
+        (Method::None, _) => Err(RejectReason::NoCredentials),
+    }
+}
+
+fn nt_hash(password: &Password) -> NtHash {
+    match password {
+        Password::Cleartext(p) => mschap::nt_password_hash(p),
+        Password::NtHash(hash) => *hash,
+    }
+}
+
+/// Salts of MPPE keys: distinct within a reply (two consecutive values),
+/// and from one reply to the next.
+static SALT: AtomicU16 = AtomicU16::new(0);
+
+fn microsoft(typ: u8, data: &[u8]) -> Option<WireAttribute> {
+    mschap::vendor_value(typ, data).map(|value| WireAttribute {
+        typ: attr::VENDOR_SPECIFIC,
+        value,
+    })
+}
+
+/// The Access-Accept attributes of an MS-CHAP login: the proof that
+/// liberad knew the password (v2) and the MPPE keys, as configured.
+fn ms_chap_accept(
+    settings: &Settings,
+    request: &Checked<'_>,
+    secret: &[u8],
+    proof: &Proof,
+) -> Vec<WireAttribute> {
+    let mut out = Vec::new();
+    let keys: Vec<(u8, Vec<u8>)> = match proof {
+        Proof::Password => return out,
+        Proof::MsChapV2 { ident, success } => {
+            let mut data = vec![*ident];
+            data.extend_from_slice(success.authenticator_response.as_bytes());
+            out.extend(microsoft(vendor_attr::MS_CHAP2_SUCCESS, &data));
+            let salt = SALT.fetch_add(2, Ordering::Relaxed);
+            vec![
+                (
+                    vendor_attr::MS_MPPE_RECV_KEY,
+                    mschap::encrypt_key(&success.recv_key, salt, secret, &request.authenticator),
+                ),
+                (
+                    vendor_attr::MS_MPPE_SEND_KEY,
+                    mschap::encrypt_key(
+                        &success.send_key,
+                        salt.wrapping_add(1),
+                        secret,
+                        &request.authenticator,
+                    ),
+                ),
+            ]
+        }
+        Proof::MsChapV1 { hash } => {
+            // No LAN Manager key (liberad keeps no LM hash), then the NT key.
+            let mut plain = [0u8; 24];
+            plain[8..].copy_from_slice(&mschap::hash_nt_password_hash(hash));
+            let hidden = packet::hide_password(&plain, &request.authenticator, secret);
+            vec![(vendor_attr::MS_CHAP_MPPE_KEYS, hidden)]
+        }
+    };
+    if let Some(mppe) = settings.mppe {
+        for (typ, data) in keys {
+            out.extend(microsoft(typ, &data));
+        }
+        out.extend(microsoft(
+            vendor_attr::MS_MPPE_ENCRYPTION_POLICY,
+            &mppe.policy.to_be_bytes(),
+        ));
+        out.extend(microsoft(
+            vendor_attr::MS_MPPE_ENCRYPTION_TYPES,
+            &mppe.types.to_be_bytes(),
+        ));
+    }
+    out
+}
+
+/// MS-CHAP-Error for a rejected MS-CHAP request (RFC 2759 §6): 647 when
+/// the account is disabled (the contract's profile rejects), 691 for
+/// every other failure; no retry.
+fn ms_chap_error(request: &Checked<'_>, reason: RejectReason) -> Option<WireAttribute> {
+    let error = match reason {
+        RejectReason::ContractCancelled | RejectReason::Profile(_) => 647,
+        _ => 691,
+    };
+    let (ident, text) = match method(request) {
+        Method::MsChapV2(response) => (
+            response.ident,
+            format!(
+                "E={error} R=0 C={} V=3 M=Authentication failed",
+                mschap::hex_upper(response.authenticator_challenge)
+            ),
+        ),
+        Method::MsChapV1 { ident, .. } => (ident, format!("E={error} R=0 V=2")),
+        _ => return None,
+    };
+    let mut data = vec![ident];
+    data.extend_from_slice(text.as_bytes());
+    microsoft(vendor_attr::MS_CHAP_ERROR, &data)
 }
 
 /// Makes Session-Timeout no later than `end`: the smallest of those given
@@ -213,9 +428,14 @@ pub fn reply(
     secret: &[u8],
     decision: &Decision,
 ) -> Option<Vec<u8>> {
-    let (reply_code, extra): (u8, &[WireAttribute]) = match decision {
-        Decision::Accept { attributes, .. } => (code::ACCESS_ACCEPT, attributes),
-        Decision::Reject(_) => (code::ACCESS_REJECT, settings.reject_message.as_slice()),
+    let error;
+    let (reply_code, extra): (u8, Vec<&WireAttribute>) = match decision {
+        Decision::Accept { attributes, .. } => (code::ACCESS_ACCEPT, attributes.iter().collect()),
+        Decision::Reject(reason) => {
+            error = ms_chap_error(request, *reason);
+            let all = settings.reject_message.iter().chain(error.as_ref());
+            (code::ACCESS_REJECT, all.collect())
+        }
     };
     let extra: Vec<(u8, &[u8])> = extra.iter().map(|a| (a.typ, a.value.as_slice())).collect();
     let built = packet::reply_packet(request, reply_code, secret, true, &extra);
@@ -232,7 +452,7 @@ mod tests {
     use crate::config::Config;
     use crate::model::ReplyAttribute;
     use crate::policy::ContractState;
-    use crate::radius::packet::{Port, check, encode, hide_password, sign_request};
+    use crate::radius::packet::{Attributes, Port, check, encode, hide_password, sign_request};
 
     const SECRET: &[u8] = b"s3cr3t";
 
@@ -260,7 +480,7 @@ mod tests {
     fn record(state: ContractState, release_ends_in: Option<i64>) -> AuthRecord {
         AuthRecord {
             username: "maria".into(),
-            password: "pw".into(),
+            password: Password::Cleartext("pw".into()),
             contract_id: "1".into(),
             state,
             open_release_ends_at: release_ends_in.map(|s| now() + chrono::Duration::seconds(s)),
@@ -464,31 +684,259 @@ reply = ["Mikrotik-Address-List = bloqueados"]
         assert!(matches!(d, Decision::Accept { .. }), "{d:?}");
     }
 
-    #[test]
-    fn ms_chap_and_eap_are_rejected_by_name() {
-        let s = settings("");
-        let mut vsa = MICROSOFT.to_be_bytes().to_vec();
-        vsa.extend([25, 4, 0, 0]);
-        let p = encode(
+    fn microsoft_vsa(typ: u8, data: &[u8]) -> Vec<u8> {
+        mschap::vendor_value(typ, data).unwrap()
+    }
+
+    const AUTH_CHALLENGE: [u8; 16] = [0x5b; 16];
+    const PEER_CHALLENGE: [u8; 16] = [0x21; 16];
+
+    /// An MS-CHAPv2 Access-Request as a NAS builds it for `user` typing
+    /// `password`.
+    fn ms_chap_v2_request(user: &str, password: &str) -> Vec<u8> {
+        let hash = mschap::nt_password_hash(password);
+        let nt = mschap::nt_response(&AUTH_CHALLENGE, &PEER_CHALLENGE, user.as_bytes(), &hash);
+        let mut response = vec![9u8, 0];
+        response.extend_from_slice(&PEER_CHALLENGE);
+        response.extend_from_slice(&[0; 8]);
+        response.extend_from_slice(&nt);
+        encode(
             code::ACCESS_REQUEST,
             1,
-            &[1; 16],
-            &[(attr::USER_NAME, b"maria"), (attr::VENDOR_SPECIFIC, &vsa)],
+            &[3; 16],
+            &[
+                (attr::USER_NAME, user.as_bytes()),
+                (
+                    attr::VENDOR_SPECIFIC,
+                    &microsoft_vsa(vendor_attr::MS_CHAP_CHALLENGE, &AUTH_CHALLENGE),
+                ),
+                (
+                    attr::VENDOR_SPECIFIC,
+                    &microsoft_vsa(vendor_attr::MS_CHAP2_RESPONSE, &response),
+                ),
+            ],
         )
-        .unwrap();
-        let checked = check(&p, Port::Auth, SECRET, false).unwrap();
-        let d = decide(
-            &s,
-            &checked,
-            SECRET,
-            Some(&record(ContractState::Active, None)),
-            now(),
+        .unwrap()
+    }
+
+    /// The Microsoft attributes of a decision, by vendor type.
+    fn microsoft_attributes(attributes: &[WireAttribute]) -> Vec<(u8, Vec<u8>)> {
+        attributes
+            .iter()
+            .filter(|a| {
+                a.typ == attr::VENDOR_SPECIFIC && a.value[..4] == mschap::MICROSOFT.to_be_bytes()
+            })
+            .map(|a| (a.value[4], a.value[6..].to_vec()))
+            .collect()
+    }
+
+    fn decide_with(s: &Settings, p: &[u8], record: &AuthRecord) -> Decision {
+        let checked = check(p, Port::Auth, SECRET, false).unwrap();
+        decide(s, &checked, SECRET, Some(record), now())
+    }
+
+    #[test]
+    fn ms_chap_v2_accepts_with_the_authenticator_response_and_mppe_keys() {
+        let s = settings("");
+        let p = ms_chap_v2_request("maria", "pw");
+        let Decision::Accept { attributes, .. } =
+            decide_with(&s, &p, &record(ContractState::Active, None))
+        else {
+            panic!("rejected");
+        };
+        let ms = microsoft_attributes(&attributes);
+        let types: Vec<u8> = ms.iter().map(|(t, _)| *t).collect();
+        assert_eq!(types, [26, 17, 16, 7, 8]);
+        let hash = mschap::nt_password_hash("pw");
+        let nt = mschap::nt_response(&AUTH_CHALLENGE, &PEER_CHALLENGE, b"maria", &hash);
+        let mut success = vec![9u8];
+        success.extend_from_slice(
+            mschap::authenticator_response(&hash, &nt, &PEER_CHALLENGE, &AUTH_CHALLENGE, b"maria")
+                .as_bytes(),
+        );
+        assert_eq!(ms[0].1, success);
+        let master = mschap::master_key(&hash, &nt);
+        let authenticator = [3u8; 16];
+        assert_eq!(
+            mschap::decrypt_key(&ms[1].1, SECRET, &authenticator).unwrap(),
+            mschap::server_start_key(&master, false)
         );
         assert_eq!(
-            d,
-            Decision::Reject(RejectReason::UnsupportedMethod(
-                "MS-CHAP is not supported yet"
-            ))
+            mschap::decrypt_key(&ms[2].1, SECRET, &authenticator).unwrap(),
+            mschap::server_start_key(&master, true)
+        );
+        assert_ne!(ms[1].1[..2], ms[2].1[..2], "distinct salts");
+        assert_eq!(ms[3].1, 1u32.to_be_bytes(), "encryption allowed");
+        assert_eq!(ms[4].1, 6u32.to_be_bytes(), "40 or 128 bits");
+        // The contract's own attributes still come.
+        assert!(
+            attributes
+                .iter()
+                .any(|a| a.typ == attr::VENDOR_SPECIFIC && a.value[..4] == 14988u32.to_be_bytes())
+        );
+    }
+
+    #[test]
+    fn ms_chap_v2_follows_the_contract_and_says_why_it_fails() {
+        let s = settings("[profiles.blocked]\naction = \"reject\"\n");
+        let wrong = ms_chap_v2_request("maria", "pW");
+        let d = decide_with(&s, &wrong, &record(ContractState::Active, None));
+        assert_eq!(d, Decision::Reject(RejectReason::WrongPassword));
+        let checked = check(&wrong, Port::Auth, SECRET, false).unwrap();
+        let reply = super::reply(&s, &checked, SECRET, &d).unwrap();
+        let error = Attributes::over(&reply)
+            .find(|(t, v)| *t == attr::VENDOR_SPECIFIC && v[4] == vendor_attr::MS_CHAP_ERROR)
+            .map(|(_, v)| v[6..].to_vec())
+            .unwrap();
+        assert_eq!(error[0], 9);
+        assert_eq!(
+            String::from_utf8_lossy(&error[1..]),
+            format!(
+                "E=691 R=0 C={} V=3 M=Authentication failed",
+                mschap::hex_upper(&AUTH_CHALLENGE)
+            )
+        );
+        let right = ms_chap_v2_request("maria", "pw");
+        let blocked = decide_with(&s, &right, &record(ContractState::Blocked, None));
+        assert_eq!(
+            blocked,
+            Decision::Reject(RejectReason::Profile(Profile::Blocked))
+        );
+        let checked = check(&right, Port::Auth, SECRET, false).unwrap();
+        let reply = super::reply(&s, &checked, SECRET, &blocked).unwrap();
+        assert!(
+            Attributes::over(&reply).any(
+                |(t, v)| t == attr::VENDOR_SPECIFIC && v[6..].windows(5).any(|w| w == b"E=647")
+            ),
+            "account disabled"
+        );
+        let released = decide_with(&s, &right, &record(ContractState::Blocked, Some(600)));
+        assert!(matches!(
+            released,
+            Decision::Accept {
+                profile: Profile::Released,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_nt_hash_serves_ms_chap_v2_and_pap_but_not_chap() {
+        let s = settings("");
+        let mut login = record(ContractState::Active, None);
+        login.password = Password::NtHash(mschap::nt_password_hash("pw"));
+        let d = decide_with(&s, &ms_chap_v2_request("maria", "pw"), &login);
+        assert!(matches!(d, Decision::Accept { .. }), "{d:?}");
+        assert!(matches!(
+            decide_with(&s, &pap_request(b"pw"), &login),
+            Decision::Accept { .. }
+        ));
+        assert_eq!(
+            decide_with(&s, &pap_request(b"pW"), &login),
+            Decision::Reject(RejectReason::WrongPassword)
+        );
+        let chap = encode(
+            code::ACCESS_REQUEST,
+            1,
+            &[3; 16],
+            &[(attr::USER_NAME, b"maria"), (attr::CHAP_PASSWORD, &[1; 17])],
+        )
+        .unwrap();
+        assert!(matches!(
+            decide_with(&s, &chap, &login),
+            Decision::Reject(RejectReason::UnsupportedMethod(m)) if m.contains("NT hash")
+        ));
+    }
+
+    #[test]
+    fn ms_chap_v1_is_verified_and_gets_its_keys() {
+        let s = settings("");
+        let challenge = [7u8; 8];
+        let hash = mschap::nt_password_hash("pw");
+        let mut response = vec![4u8, 1];
+        response.extend_from_slice(&[0; 24]);
+        response.extend_from_slice(&mschap::challenge_response(&challenge, &hash));
+        let build = |response: &[u8]| {
+            encode(
+                code::ACCESS_REQUEST,
+                1,
+                &[3; 16],
+                &[
+                    (attr::USER_NAME, b"maria"),
+                    (
+                        attr::VENDOR_SPECIFIC,
+                        &microsoft_vsa(vendor_attr::MS_CHAP_CHALLENGE, &challenge),
+                    ),
+                    (
+                        attr::VENDOR_SPECIFIC,
+                        &microsoft_vsa(vendor_attr::MS_CHAP_RESPONSE, response),
+                    ),
+                ],
+            )
+            .unwrap()
+        };
+        let Decision::Accept { attributes, .. } =
+            decide_with(&s, &build(&response), &record(ContractState::Active, None))
+        else {
+            panic!("rejected");
+        };
+        let ms = microsoft_attributes(&attributes);
+        assert_eq!(ms[0].0, vendor_attr::MS_CHAP_MPPE_KEYS);
+        let keys = packet::reveal_password(&ms[0].1, &[3; 16], SECRET).unwrap();
+        assert_eq!(keys[..8], [0; 8]);
+        assert_eq!(keys[8..24], mschap::hash_nt_password_hash(&hash));
+        response[30] ^= 1;
+        assert_eq!(
+            decide_with(&s, &build(&response), &record(ContractState::Active, None)),
+            Decision::Reject(RejectReason::WrongPassword)
+        );
+        response[1] = 0;
+        assert!(matches!(
+            decide_with(&s, &build(&response), &record(ContractState::Active, None)),
+            Decision::Reject(RejectReason::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_ms_chap_and_eap_are_rejected_by_name() {
+        let mut s = settings("");
+        s.mppe = None;
+        let mut p = ms_chap_v2_request("maria", "pw");
+        // Without MPPE, only the success attribute.
+        let Decision::Accept { attributes, .. } =
+            decide_with(&s, &p, &record(ContractState::Active, None))
+        else {
+            panic!("rejected");
+        };
+        assert_eq!(microsoft_attributes(&attributes).len(), 1);
+        // The challenge's vendor type changed: a response without it.
+        let at = p
+            .windows(6)
+            .position(|w| w == [0, 0, 1, 55, 11, 18])
+            .unwrap();
+        p[at + 4] = 99;
+        let p = {
+            let mut fixed = p;
+            packet::sign_request(&mut fixed, SECRET);
+            fixed
+        };
+        assert!(matches!(
+            decide_with(&s, &p, &record(ContractState::Active, None)),
+            Decision::Reject(RejectReason::Malformed(_))
+        ));
+        let eap = encode(
+            code::ACCESS_REQUEST,
+            1,
+            &[3; 16],
+            &[
+                (attr::USER_NAME, b"maria"),
+                (attr::EAP_MESSAGE, &[2, 1, 0, 4]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            decide_with(&s, &eap, &record(ContractState::Active, None)),
+            Decision::Reject(RejectReason::UnsupportedMethod("EAP is not supported"))
         );
     }
 

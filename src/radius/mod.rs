@@ -4,6 +4,7 @@
 //! - [`dictionary`]: FreeRADIUS-format dictionaries, `Name = value` on the wire;
 //! - [`settings`]: the RADIUS configuration compiled (NAS clients, profiles);
 //! - [`auth`]: Access-Request decisions and replies (pure);
+//! - [`mschap`]: MS-CHAPv2 / MS-CHAP verification and MPPE keys (pure);
 //! - [`accounting`]: Accounting-Request reports and the batching writer;
 //! - [`cache`]: the duplicate / retransmission cache;
 //! - [`stats`]: per-NAS counters;
@@ -14,6 +15,7 @@ pub mod accounting;
 pub mod auth;
 pub mod cache;
 pub mod dictionary;
+pub mod mschap;
 pub mod outage;
 pub mod packet;
 pub mod server;

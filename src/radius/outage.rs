@@ -93,12 +93,13 @@ impl AuthCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Password;
     use crate::policy::ContractState;
 
     fn record() -> AuthRecord {
         AuthRecord {
             username: "maria".into(),
-            password: "pw".into(),
+            password: Password::Cleartext("pw".into()),
             contract_id: "1".into(),
             state: ContractState::Active,
             open_release_ends_at: None,

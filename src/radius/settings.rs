@@ -26,6 +26,16 @@ pub struct Settings {
     pub reject_message: Option<WireAttribute>,
     pub duplicate_window: Duration,
     pub max_in_flight: usize,
+    /// MS-MPPE-Encryption-Policy and -Types for MS-CHAP logins; `None`:
+    /// no MPPE attributes.
+    pub mppe: Option<Mppe>,
+}
+
+/// The MPPE attributes of an MS-CHAP Access-Accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mppe {
+    pub policy: u32,
+    pub types: u32,
 }
 
 /// A profile with its attributes ready for the wire.
@@ -116,6 +126,7 @@ impl Settings {
             reject_message,
             duplicate_window: Duration::from_secs(config.radius.duplicate_window_secs),
             max_in_flight: config.radius.max_in_flight,
+            mppe: mppe(&config.radius)?,
         })
     }
 
@@ -128,6 +139,27 @@ impl Settings {
         };
         &self.profiles[index]
     }
+}
+
+fn mppe(radius: &crate::config::RadiusConfig) -> Result<Option<Mppe>, String> {
+    use crate::config::MppePolicy;
+    let policy = match radius.mppe_encryption_policy {
+        MppePolicy::Allowed => 1,
+        MppePolicy::Required => 2,
+        MppePolicy::Off => return Ok(None),
+    };
+    let types = radius
+        .mppe_encryption_types
+        .iter()
+        .fold(0, |bits, t| bits | t.bit());
+    if types == 0 {
+        return Err(
+            "radius.mppe_encryption_types: name at least one of rc4-40, rc4-56, rc4-128 \
+             (or set mppe_encryption_policy = \"off\")"
+                .to_owned(),
+        );
+    }
+    Ok(Some(Mppe { policy, types }))
 }
 
 fn build_nas_table(entries: &[NasConfig]) -> Result<NasTable, String> {

@@ -20,8 +20,8 @@ use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::import::ImportPlan;
 
 use crate::model::{
-    Actor, AuditEntry, Contract, EnforcementJob, JobState, Login, Release, ReplyAttribute,
-    RequestKind, Session,
+    Actor, AuditEntry, Contract, EnforcementJob, JobState, Login, Password, Release,
+    ReplyAttribute, RequestKind, Session,
 };
 use crate::policy::{ContractState, Grant, ParameterError, Parameters, Profile, Refusal};
 
@@ -65,7 +65,7 @@ pub struct NewContract {
 pub struct NewLogin {
     pub username: String,
     pub contract_id: String,
-    pub password: String,
+    pub password: Password,
     pub reply: Vec<ReplyAttribute>,
 }
 
@@ -196,7 +196,7 @@ pub struct ImportCounts {
 #[derive(Clone, Debug)]
 pub struct AuthRecord {
     pub username: String,
-    pub password: String,
+    pub password: Password,
     pub contract_id: String,
     pub state: ContractState,
     /// End of the contract's release not yet recorded as ended, if any.

@@ -15,8 +15,8 @@ use super::{
 };
 use crate::import::ImportPlan;
 use crate::model::{
-    Actor, AuditEntry, Contract, EndReason, EnforcementJob, Login, Release, ReplyAttribute,
-    RequestKind, Session,
+    Actor, AuditEntry, Contract, EndReason, EnforcementJob, Login, Password, Release,
+    ReplyAttribute, RequestKind, Session,
 };
 use crate::policy::{self, ContractFacts, ContractState, Grant, Parameters, Profile};
 
@@ -321,15 +321,17 @@ impl Store for SqlStore {
             return Err(StoreError::LoginExists(login.username));
         }
         let sql = format!(
-            "INSERT INTO logins (username, contract_id, password, reply, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) RETURNING {LOGIN_COLUMNS}"
+            "INSERT INTO logins \
+             (username, contract_id, password, password_type, reply, created_at, updated_at) \
+             VALUES ($1, $2, $3, $6, $4, $5, $5) RETURNING {LOGIN_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(&login.username)
             .bind(&login.contract_id)
-            .bind(&login.password)
+            .bind(login.password.stored())
             .bind(reply_text(&login.reply))
             .bind(now.timestamp())
+            .bind(login.password.kind())
             .fetch_one(&mut *tx)
             .await?;
         let created = login_from(&row)?;
@@ -500,7 +502,7 @@ impl Store for SqlStore {
 
     async fn auth_lookup(&self, username: &str) -> Result<Option<AuthRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT l.username, l.password, l.reply, l.contract_id, c.state, \
+            "SELECT l.username, l.password, l.password_type, l.reply, l.contract_id, c.state, \
                (SELECT r.ends_at FROM releases r \
                  WHERE r.contract_id = c.id AND r.ended_at IS NULL) AS open_ends_at \
              FROM logins l JOIN contracts c ON c.id = l.contract_id \
@@ -514,7 +516,11 @@ impl Store for SqlStore {
         };
         Ok(Some(AuthRecord {
             username: row.try_get("username")?,
-            password: row.try_get("password")?,
+            password: Password::from_stored(
+                &row.try_get::<String, _>("password_type")?,
+                &row.try_get::<String, _>("password")?,
+            )
+            .map_err(|e| StoreError::Corrupt(format!("login {username}: {e}")))?,
             contract_id: row.try_get("contract_id")?,
             state: column_state(&row)?,
             open_release_ends_at: column_optional_instant(&row, "open_ends_at")?,
@@ -850,22 +856,25 @@ impl Store for SqlStore {
         for row in &plan.logins {
             let reply = reply_text(&row.reply);
             let existing =
-                sqlx::query("SELECT contract_id, password, reply FROM logins WHERE username = $1")
+                sqlx::query(
+                    "SELECT contract_id, password, password_type, reply \
+                     FROM logins WHERE username = $1",
+                )
                     .bind(&row.username)
                     .fetch_optional(&mut *tx)
                     .await?;
             let detail = match existing {
                 None => {
                     sqlx::query(
-                        "INSERT INTO logins \
-                         (username, contract_id, password, reply, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $5)",
+                        "INSERT INTO logins (username, contract_id, password, password_type, \
+                         reply, created_at, updated_at) VALUES ($1, $2, $3, $6, $4, $5, $5)",
                     )
                     .bind(&row.username)
                     .bind(&row.contract_id)
-                    .bind(&row.password)
+                    .bind(row.password.stored())
                     .bind(&reply)
                     .bind(now.timestamp())
+                    .bind(row.password.kind())
                     .execute(&mut *tx)
                     .await?;
                     counts.logins_created += 1;
@@ -873,21 +882,23 @@ impl Store for SqlStore {
                 }
                 Some(old) => {
                     let same = old.try_get::<String, _>("contract_id")? == row.contract_id
-                        && old.try_get::<String, _>("password")? == row.password
+                        && old.try_get::<String, _>("password")? == row.password.stored()
+                        && old.try_get::<String, _>("password_type")? == row.password.kind()
                         && old.try_get::<String, _>("reply")? == reply;
                     if same {
                         counts.logins_unchanged += 1;
                         continue;
                     }
                     sqlx::query(
-                        "UPDATE logins SET contract_id = $2, password = $3, reply = $4, \
-                         updated_at = $5 WHERE username = $1",
+                        "UPDATE logins SET contract_id = $2, password = $3, password_type = $6, \
+                         reply = $4, updated_at = $5 WHERE username = $1",
                     )
                     .bind(&row.username)
                     .bind(&row.contract_id)
-                    .bind(&row.password)
+                    .bind(row.password.stored())
                     .bind(&reply)
                     .bind(now.timestamp())
+                    .bind(row.password.kind())
                     .execute(&mut *tx)
                     .await?;
                     counts.logins_updated += 1;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use liberad::radius::dictionary::Dictionary;
+use liberad::radius::mschap::{self, vendor_attr};
 use liberad::radius::packet::{self, Attributes, attr, code};
 
 /// How long to wait for a reply that should come.
@@ -77,6 +78,32 @@ pub fn dictionary() -> Dictionary {
     d
 }
 
+/// An MS-CHAPv2 exchange: the reply, and what it should carry.
+pub struct MsChapV2Login {
+    pub reply: Reply,
+    pub request_authenticator: [u8; 16],
+    /// MS-CHAP2-Success: the ident, then `S=` and the authenticator response.
+    pub success: String,
+    pub send_key: [u8; 16],
+    pub recv_key: [u8; 16],
+}
+
+impl MsChapV2Login {
+    /// A Microsoft attribute of the reply, by vendor type.
+    pub fn microsoft(&self, typ: u8) -> Option<&[u8]> {
+        self.reply
+            .attributes
+            .iter()
+            .filter(|(t, _)| *t == attr::VENDOR_SPECIFIC)
+            .find_map(|(_, v)| mschap::vendor_data(v, typ))
+    }
+
+    /// An MPPE key of the reply, decrypted as the NAS does.
+    pub fn key(&self, typ: u8, secret: &[u8]) -> Option<Vec<u8>> {
+        mschap::decrypt_key(self.microsoft(typ)?, secret, &self.request_authenticator)
+    }
+}
+
 /// A NAS talking to one liberad port.
 pub struct Nas {
     pub socket: UdpSocket,
@@ -140,6 +167,55 @@ impl Nas {
         let mut p = packet::encode(code::ACCESS_REQUEST, id, &auth, &attributes).unwrap();
         packet::sign_request(&mut p, &self.secret);
         self.exchange(&p).expect("an answer to PAP")
+    }
+
+    /// An MS-CHAPv2 login, as a BRAS sends it after PPP's MS-CHAPv2 with
+    /// the subscriber: what liberad answered, and what the answer must
+    /// hold, derived here from the password.
+    pub fn ms_chap_v2(&mut self, user: &str, password: &str) -> MsChapV2Login {
+        let authenticator_challenge = authenticator();
+        let peer_challenge = {
+            let mut c = authenticator();
+            c.reverse();
+            c
+        };
+        let hash = mschap::nt_password_hash(password);
+        let nt = mschap::nt_response(
+            &authenticator_challenge,
+            &peer_challenge,
+            user.as_bytes(),
+            &hash,
+        );
+        let mut response = vec![0x42, 0];
+        response.extend_from_slice(&peer_challenge);
+        response.extend_from_slice(&[0; 8]);
+        response.extend_from_slice(&nt);
+        let challenge_vsa =
+            mschap::vendor_value(vendor_attr::MS_CHAP_CHALLENGE, &authenticator_challenge).unwrap();
+        let response_vsa = mschap::vendor_value(vendor_attr::MS_CHAP2_RESPONSE, &response).unwrap();
+        let request = self.access_request(&[
+            (attr::USER_NAME, user.as_bytes()),
+            (attr::VENDOR_SPECIFIC, &challenge_vsa),
+            (attr::VENDOR_SPECIFIC, &response_vsa),
+        ]);
+        let reply = self.exchange(&request).expect("an answer to MS-CHAPv2");
+        let master = mschap::master_key(&hash, &nt);
+        MsChapV2Login {
+            reply,
+            request_authenticator: request[4..20].try_into().unwrap(),
+            success: format!(
+                "\x42{}",
+                mschap::authenticator_response(
+                    &hash,
+                    &nt,
+                    &peer_challenge,
+                    &authenticator_challenge,
+                    user.as_bytes()
+                )
+            ),
+            send_key: mschap::server_start_key(&master, true),
+            recv_key: mschap::server_start_key(&master, false),
+        }
     }
 
     /// An Accounting-Request (with Acct-Status-Type and the given attributes).

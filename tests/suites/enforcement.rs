@@ -10,7 +10,7 @@ use chrono_tz::America::Sao_Paulo;
 use common::coa_nas::{Answer, CoaNas, CoaRequest};
 use common::nas::Nas;
 use common::{Daemon, write_file};
-use liberad::model::Actor;
+use liberad::model::{Actor, Password};
 use liberad::radius::packet::attr;
 use liberad::store::{
     AccountingEvent, AccountingKind, NewContract, NewLogin, ReleaseRequest,
@@ -303,7 +303,7 @@ fn a_release_that_ended_while_liberad_was_down_is_ended_and_enforced_at_start() 
         let login = NewLogin {
             username: "maria".into(),
             contract_id: "9".into(),
-            password: "pw".into(),
+            password: Password::Cleartext("pw".into()),
             reply: Vec::new(),
         };
         store.add_login(login, &actor, two_days_ago).await.unwrap();

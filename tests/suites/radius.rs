@@ -597,3 +597,101 @@ fn message_authenticator_can_be_optional_for_an_old_nas() {
     assert_eq!(reply.attributes[0].0, attr::MESSAGE_AUTHENTICATOR);
     assert_eq!(nas_counters(&daemon, "old-bras")["accepts"], 1);
 }
+
+#[test]
+fn ms_chap_v2_logins_follow_the_contract_and_carry_the_mppe_keys() {
+    use liberad::radius::mschap::{self, vendor_attr};
+    let (daemon, mut nas, _) = start("");
+    let secret = common::SECRET.as_bytes();
+
+    // An active contract: its own attributes, liberad's proof that it
+    // knows the password, and the keys the NAS decrypts.
+    let login = nas.ms_chap_v2("ativo", "pw-ativo");
+    assert_eq!(login.reply.code, code::ACCESS_ACCEPT);
+    assert!(
+        login
+            .reply
+            .text()
+            .contains(&"Mikrotik-Rate-Limit = 50M/50M".to_owned())
+    );
+    assert_eq!(
+        login.microsoft(vendor_attr::MS_CHAP2_SUCCESS),
+        Some(login.success.as_bytes())
+    );
+    assert_eq!(
+        login.key(vendor_attr::MS_MPPE_SEND_KEY, secret).as_deref(),
+        Some(&login.send_key[..])
+    );
+    assert_eq!(
+        login.key(vendor_attr::MS_MPPE_RECV_KEY, secret).as_deref(),
+        Some(&login.recv_key[..])
+    );
+    assert_eq!(
+        login.microsoft(vendor_attr::MS_MPPE_ENCRYPTION_POLICY),
+        Some(&1u32.to_be_bytes()[..])
+    );
+    assert_eq!(
+        login.microsoft(vendor_attr::MS_MPPE_ENCRYPTION_TYPES),
+        Some(&6u32.to_be_bytes()[..])
+    );
+
+    // A wrong password: MS-CHAP-Error, and no keys.
+    let wrong = nas.ms_chap_v2("ativo", "pw-Ativo");
+    assert_eq!(wrong.reply.code, code::ACCESS_REJECT);
+    let error = wrong.microsoft(vendor_attr::MS_CHAP_ERROR).unwrap();
+    assert_eq!(error[0], 0x42, "the PPP identifier");
+    assert!(error[1..].starts_with(b"E=691 R=0 C="), "{error:?}");
+    assert!(wrong.microsoft(vendor_attr::MS_MPPE_SEND_KEY).is_none());
+
+    // A blocked contract gets the blocked profile, a cancelled one is
+    // refused as a disabled account, a released one gets its release.
+    let blocked = nas.ms_chap_v2("bloqueado", "pw-bloq");
+    assert_eq!(blocked.reply.code, code::ACCESS_ACCEPT);
+    assert!(
+        blocked
+            .reply
+            .text()
+            .contains(&"Framed-Pool = bloqueados".to_owned())
+    );
+    let cancelled = nas.ms_chap_v2("cancelado", "pw-canc");
+    assert_eq!(cancelled.reply.code, code::ACCESS_REJECT);
+    assert!(
+        cancelled
+            .microsoft(vendor_attr::MS_CHAP_ERROR)
+            .unwrap()
+            .starts_with(b"\x42E=647")
+    );
+    assert_eq!(daemon.ctl_json(&["release", "1005"]).0, 0);
+    let released = nas.ms_chap_v2("liberado", "pw-lib");
+    assert_eq!(released.reply.code, code::ACCESS_ACCEPT);
+    assert!(released.reply.session_timeout().is_some());
+    assert!(
+        released
+            .reply
+            .text()
+            .contains(&"Mikrotik-Rate-Limit = 30M/30M".to_owned())
+    );
+
+    // A login kept as an NT hash: MS-CHAPv2 and PAP work.
+    let hash: String = mschap::nt_password_hash("segredo")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (rc, v) = daemon.ctl_json(&[
+        "login", "add", "hash", "--contract", "1001", "--nt-hash", &hash,
+    ]);
+    assert_eq!(rc, 0, "{v}");
+    let login = nas.ms_chap_v2("hash", "segredo");
+    assert_eq!(login.reply.code, code::ACCESS_ACCEPT);
+    assert_eq!(
+        login.key(vendor_attr::MS_MPPE_SEND_KEY, secret).as_deref(),
+        Some(&login.send_key[..])
+    );
+    assert_eq!(nas.pap("hash", "segredo").code, code::ACCESS_ACCEPT);
+    assert_eq!(nas.pap("hash", "Segredo").code, code::ACCESS_REJECT);
+    // Bad hashes are refused with the reason.
+    let (rc, v) = daemon.ctl_json(&[
+        "login", "add", "hash2", "--contract", "1001", "--nt-hash", "abc",
+    ]);
+    assert_eq!((rc, v["code"].as_str()), (2, Some("invalid_value")), "{v}");
+}
