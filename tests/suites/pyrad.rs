@@ -1,7 +1,9 @@
 // Interoperability with a NAS no one here wrote: pyrad (Debian's
 // python3-pyrad) as the CoA / Disconnect server. liberad releases, revokes
 // and cancels; pyrad checks the Request Authenticator, prints what it got
-// and ACKs.
+// and ACKs. And pyrad with pycryptodome (python3-pycryptodome) as a BRAS
+// sending MS-CHAPv2: MD4, DES and the key derivations computed apart from
+// liberad's.
 
 
 use std::io::{BufRead, BufReader};
@@ -46,21 +48,29 @@ impl Drop for PyradNas {
     }
 }
 
+/// Whether Debian's Python has `module`; when not, says so (under CI that
+/// is a failure).
+fn python_has(module: &str, package: &str) -> bool {
+    let found = Command::new(PYTHON)
+        .args(["-c", &format!("import {module}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{module} is missing: install Debian's {package}"
+        );
+        eprintln!("skipped: {PYTHON} with {module} ({package}) is not installed");
+    }
+    found
+}
+
 impl PyradNas {
     /// Starts it, or says why it cannot (under CI that is a failure).
     fn start(dir: &Path) -> Option<PyradNas> {
-        let has_pyrad = Command::new(PYTHON)
-            .args(["-c", "import pyrad"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !has_pyrad {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "pyrad is missing: install Debian's python3-pyrad"
-            );
-            eprintln!("skipped: {PYTHON} with pyrad (python3-pyrad) is not installed");
+        if !python_has("pyrad", "python3-pyrad") {
             return None;
         }
         let dictionary = write_file(dir, "pyrad.dictionary", DICTIONARY);
@@ -198,4 +208,68 @@ fn pyrad_receives_and_acks_what_liberad_sends() {
     assert_eq!(got["kind"], "disconnect");
     assert_eq!(got["authentic"], true);
     assert_eq!(got["attributes"]["User-Name"][0], "maria");
+}
+
+/// One MS-CHAPv2 login by the pyrad BRAS; what it found in the reply.
+fn pyrad_ms_chap_v2(auth: std::net::SocketAddr, user: &str, password: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pyrad_mschap.py");
+    let out = Command::new(PYTHON)
+        .arg(script)
+        .arg(auth.port().to_string())
+        .args([SECRET, user, password])
+        .output()
+        .expect("run the pyrad MS-CHAPv2 client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON line")
+}
+
+#[test]
+fn pyrad_ms_chap_v2_logins_get_keys_it_derives_itself() {
+    if !python_has("pyrad", "python3-pyrad")
+        || !python_has("Cryptodome", "python3-pycryptodome")
+    {
+        return;
+    }
+    let daemon = Daemon::start();
+    let file = write_file(
+        &daemon.dir,
+        "c.csv",
+        "contract_id,state,username,password\n1,active,maria,pw-m\n\
+         2,blocked,jose,pw-j\n3,cancelled,ana,pw-a\n",
+    );
+    assert_eq!(daemon.ctl_json(&["import", file.to_str().unwrap()]).0, 0);
+    let (auth, _) = daemon.radius_addresses();
+    let accepted = |v: &Value| {
+        assert_eq!(v["code"], 2, "{v}");
+        assert_eq!(v["authentic"], true, "{v}");
+        assert_eq!(v["success_ok"], true, "{v}");
+        assert_eq!(v["send_key_ok"], true, "{v}");
+        assert_eq!(v["recv_key_ok"], true, "{v}");
+        assert_eq!((&v["policy"], &v["types"]), (&Value::from(1), &Value::from(6)));
+    };
+    accepted(&pyrad_ms_chap_v2(auth, "maria", "pw-m"));
+    // Blocked: accepted into the blocked profile; released: the same.
+    accepted(&pyrad_ms_chap_v2(auth, "jose", "pw-j"));
+    assert_eq!(daemon.ctl_json(&["release", "2"]).0, 0);
+    accepted(&pyrad_ms_chap_v2(auth, "jose", "pw-j"));
+
+    let wrong = pyrad_ms_chap_v2(auth, "maria", "pw-M");
+    assert_eq!(wrong["code"], 3, "{wrong}");
+    assert_eq!(wrong["authentic"], true, "{wrong}");
+    assert_eq!(wrong["send_key_ok"], Value::Null, "no keys on a reject");
+    assert_eq!(wrong["error"]["ident"], 0x17);
+    let text = wrong["error"]["text"].as_str().unwrap();
+    assert!(text.starts_with("E=691 R=0 C="), "{text}");
+    let cancelled = pyrad_ms_chap_v2(auth, "ana", "pw-a");
+    assert!(
+        cancelled["error"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("E=647"),
+        "{cancelled}"
+    );
 }

@@ -195,3 +195,55 @@ fn radclient_accounting_and_status_server() {
         assert_eq!(status.code, expected);
     }
 }
+
+#[test]
+fn radclient_ms_chap_gets_its_keys_or_its_error() {
+    let Some(radclient) = radclient() else { return };
+    let (_daemon, auth, _) = start();
+    // radclient turns MS-CHAP-Password into MS-CHAP (v1) Challenge and
+    // Response, and decrypts MS-CHAP-MPPE-Keys itself.
+    let login = |user: &str, password: &str| {
+        run(
+            radclient,
+            auth,
+            "auth",
+            &format!("User-Name = \"{user}\"\nMS-CHAP-Password = \"{password}\"\n{MA}"),
+        )
+    };
+    let a = login("ativo", "pw-1");
+    assert_eq!(a.code, "Access-Accept");
+    let nt_key = liberad::radius::mschap::hash_nt_password_hash(
+        &liberad::radius::mschap::nt_password_hash("pw-1"),
+    );
+    let hex: String = nt_key.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        a.attributes
+            .contains(&format!("MS-CHAP-MPPE-Keys = 0x0000000000000000{hex}")),
+        "{:?}",
+        a.attributes
+    );
+    assert!(
+        a.attributes
+            .contains(&"MS-MPPE-Encryption-Policy = Encryption-Allowed".to_owned()),
+        "{:?}",
+        a.attributes
+    );
+    assert!(a.attributes.contains(&"Mikrotik-Rate-Limit = \"50M/50M\"".to_owned()));
+
+    let r = login("ativo", "pw-x");
+    assert_eq!(r.code, "Access-Reject");
+    assert!(
+        r.attributes
+            .iter()
+            .any(|l| l.starts_with("MS-CHAP-Error = ") && l.contains("E=691 R=0")),
+        "{:?}",
+        r.attributes
+    );
+    let r = login("cancelado", "pw-3");
+    assert_eq!(r.code, "Access-Reject");
+    assert!(
+        r.attributes.iter().any(|l| l.contains("E=647")),
+        "{:?}",
+        r.attributes
+    );
+}
