@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use chrono::DateTime;
 use liberad::config::Config;
+use liberad::model::Password;
 use liberad::policy::ContractState;
 use liberad::radius::Settings;
 use liberad::radius::accounting;
@@ -62,7 +63,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = auth::method(&request);
         let record = AuthRecord {
             username: auth::username(&request).unwrap_or("user").to_owned(),
-            password: "password".to_owned(),
+            // Both kinds of stored secret, chosen by the packet's identifier.
+            password: if signed[1] % 2 == 0 {
+                Password::Cleartext("password".to_owned())
+            } else {
+                Password::NtHash([0x5a; 16])
+            },
             contract_id: "1".to_owned(),
             state: ContractState::Blocked,
             open_release_ends_at: Some(now + chrono::Duration::hours(1)),

@@ -275,6 +275,46 @@ mod tests {
     const NAS: &str = "[[nas]]\nname = \"a\"\naddress = \"10.0.0.0/24\"\nsecret = \"s\"\n";
 
     #[test]
+    fn mppe_settings_are_compiled_or_refused_by_key() {
+        let s = build(NAS).unwrap();
+        assert_eq!(
+            s.mppe,
+            Some(Mppe {
+                policy: 1,
+                types: 6
+            })
+        );
+        let s = build(&format!(
+            "[radius]\nmppe_encryption_policy = \"required\"\n\
+             mppe_encryption_types = [\"rc4-128\", \"rc4-56\"]\n{NAS}"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.mppe,
+            Some(Mppe {
+                policy: 2,
+                types: 12
+            })
+        );
+        let s = build(&format!(
+            "[radius]\nmppe_encryption_policy = \"off\"\n{NAS}"
+        ))
+        .unwrap();
+        assert_eq!(s.mppe, None);
+        for (radius, needle) in [
+            (
+                "mppe_encryption_types = []\n",
+                "radius.mppe_encryption_types",
+            ),
+            ("mppe_encryption_types = [\"rc4-64\"]\n", "rc4-64"),
+            ("mppe_encryption_policy = \"always\"\n", "always"),
+        ] {
+            let e = build(&format!("[radius]\n{radius}{NAS}")).unwrap_err();
+            assert!(e.contains(needle), "{radius}: {e}");
+        }
+    }
+
+    #[test]
     fn profile_attributes_are_checked_when_the_configuration_loads() {
         for (profile, needle) in [
             (
