@@ -734,6 +734,7 @@ impl Admin {
                 )
             }
             e @ (StoreError::Database(_)
+            | StoreError::Read(_)
             | StoreError::Migration(_)
             | StoreError::Setup(_)
             | StoreError::Corrupt(_)) => {

@@ -30,6 +30,9 @@ use crate::policy::{ContractState, Grant, ParameterError, Parameters, Profile, R
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A read through SQLite's own API failed.
+    #[error("database error: {0}")]
+    Read(String),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the database: {0}")]

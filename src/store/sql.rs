@@ -31,10 +31,49 @@ const SESSION_COLUMNS: &str = "id, nas_name, nas_identity, nas_address, nas_ip_a
      input_octets, output_octets, terminate_cause";
 
 /// The store on one database, through a pool for writes and one for reads
-/// (on PostgreSQL the same pool).
+/// (on PostgreSQL the same pool), and, where the backend has one, a faster
+/// path for the read every Access-Request makes.
 pub struct SqlStore {
     writer: Pool<Db>,
     reader: Pool<Db>,
+    fast_reads: Option<FastReads>,
+}
+
+/// What RADIUS authentication reads of a login, by `$1` = User-Name.
+const AUTH_LOOKUP: &str = "SELECT l.username, l.password, l.password_type, l.reply, \
+       l.contract_id, c.state, \
+       (SELECT r.ends_at FROM releases r \
+         WHERE r.contract_id = c.id AND r.ended_at IS NULL) AS open_ends_at \
+     FROM logins l JOIN contracts c ON c.id = l.contract_id \
+     WHERE l.username = $1";
+
+/// The columns of [`AUTH_LOOKUP`], as read.
+struct AuthColumns {
+    username: String,
+    password: String,
+    password_type: String,
+    reply: String,
+    contract_id: String,
+    state: String,
+    open_ends_at: Option<i64>,
+}
+
+impl AuthColumns {
+    fn record(self) -> Result<AuthRecord, StoreError> {
+        let password = Password::from_stored(&self.password_type, &self.password)
+            .map_err(|e| StoreError::Corrupt(format!("login {}: {e}", self.username)))?;
+        Ok(AuthRecord {
+            password,
+            contract_id: self.contract_id,
+            state: self
+                .state
+                .parse()
+                .map_err(|e: policy::UnknownState| StoreError::Corrupt(e.to_string()))?,
+            open_release_ends_at: self.open_ends_at.map(instant).transpose()?,
+            reply: parse_reply(&self.reply)?,
+            username: self.username,
+        })
+    }
 }
 
 impl SqlStore {
@@ -501,31 +540,26 @@ impl Store for SqlStore {
     }
 
     async fn auth_lookup(&self, username: &str) -> Result<Option<AuthRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT l.username, l.password, l.password_type, l.reply, l.contract_id, c.state, \
-               (SELECT r.ends_at FROM releases r \
-                 WHERE r.contract_id = c.id AND r.ended_at IS NULL) AS open_ends_at \
-             FROM logins l JOIN contracts c ON c.id = l.contract_id \
-             WHERE l.username = $1",
-        )
-        .bind(username)
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(AuthRecord {
-            username: row.try_get("username")?,
-            password: Password::from_stored(
-                &row.try_get::<String, _>("password_type")?,
-                &row.try_get::<String, _>("password")?,
-            )
-            .map_err(|e| StoreError::Corrupt(format!("login {username}: {e}")))?,
-            contract_id: row.try_get("contract_id")?,
-            state: column_state(&row)?,
-            open_release_ends_at: column_optional_instant(&row, "open_ends_at")?,
-            reply: parse_reply(&row.try_get::<String, _>("reply")?)?,
-        }))
+        if let Some(fast) = &self.fast_reads {
+            return fast.auth_lookup(username);
+        }
+        let row = sqlx::query(AUTH_LOOKUP)
+            .bind(username)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            AuthColumns {
+                username: row.try_get("username")?,
+                password: row.try_get("password")?,
+                password_type: row.try_get("password_type")?,
+                reply: row.try_get("reply")?,
+                contract_id: row.try_get("contract_id")?,
+                state: row.try_get("state")?,
+                open_ends_at: row.try_get("open_ends_at")?,
+            }
+            .record()
+        })
+        .transpose()
     }
 
     async fn record_accounting(&self, events: &[AccountingEvent]) -> Result<(), StoreError> {
