@@ -365,6 +365,17 @@ fn pin(pid: u32, core: usize) {
         .status();
 }
 
+/// The generator's core: the one after the server's, or the server's own
+/// on a machine with a single core (then the figures mean little).
+fn generator_core(args: &CompareArgs) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if args.server_core + 1 < cores {
+        args.server_core + 1
+    } else {
+        args.server_core
+    }
+}
+
 /// The median of some figures.
 fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
@@ -394,7 +405,7 @@ fn one_run(
 ) -> Result<Run, String> {
     let drops = udp_drops();
     let cpu = cpu_us(server.pid);
-    let report = bins.load(args.server_core + 1, load)?;
+    let report = bins.load(generator_core(args), load)?;
     let cpu = cpu_us(server.pid).saturating_sub(cpu);
     let drops = udp_drops().saturating_sub(drops);
     if drops > 0 {
@@ -725,7 +736,7 @@ fn expiry(
         Some((ends_at as i64, true)),
     )?;
     let nas = Command::new("taskset")
-        .args(["-c", &(args.server_core + 1).to_string()])
+        .args(["-c", &generator_core(args).to_string()])
         .arg(&bins.bench)
         .args([
             "coa-nas",
