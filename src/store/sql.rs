@@ -6,7 +6,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Pool, Row, Transaction};
+use std::collections::HashMap;
+
+use sqlx::{Pool, QueryBuilder, Row, Transaction};
 
 use super::{
     AccountingEvent, AccountingKind, AuthRecord, ContractRecord, Enforced, ExpiredRelease,
@@ -850,105 +852,92 @@ impl Store for SqlStore {
     ) -> Result<ImportCounts, StoreError> {
         let mut tx = self.write().await?;
         let mut counts = ImportCounts::default();
-        for row in &plan.contracts {
-            let Some(existing) = load_contract(&mut tx, &row.id).await? else {
-                let contract = NewContract {
-                    id: row.id.clone(),
-                    name: row.name.clone().unwrap_or_default(),
-                    state: row.state.unwrap_or(ContractState::Active),
+        // In batches, so that a base of a million subscribers takes a few
+        // statements per batch rather than several per row.
+        for batch in plan.contracts.chunks(IMPORT_BATCH) {
+            let existing = load_contracts(&mut tx, batch.iter().map(|r| r.id.as_str())).await?;
+            let mut created = Vec::new();
+            let mut audit = Vec::new();
+            for row in batch {
+                let Some(existing) = existing.get(&row.id) else {
+                    let state = row.state.unwrap_or(ContractState::Active);
+                    let detail = format!("line {}: contract created as {state}", row.line);
+                    audit.push((row.id.as_str(), detail));
+                    created.push(NewContract {
+                        id: row.id.clone(),
+                        name: row.name.clone().unwrap_or_default(),
+                        state,
+                    });
+                    continue;
                 };
-                insert_contract(&mut tx, &contract, now).await?;
-                let detail = format!("line {}: contract created as {}", row.line, contract.state);
-                write_audit(&mut tx, now, actor, "import", Some(&row.id), &detail, "ok").await?;
-                counts.contracts_created += 1;
-                continue;
-            };
-            let mut changed = false;
-            if let Some(name) = row.name.as_ref().filter(|n| **n != existing.name) {
-                sqlx::query("UPDATE contracts SET name = $1 WHERE id = $2")
-                    .bind(name)
-                    .bind(&row.id)
-                    .execute(&mut *tx)
-                    .await?;
-                let detail = format!("line {}: name changed to {name:?}", row.line);
-                write_audit(&mut tx, now, actor, "import", Some(&row.id), &detail, "ok").await?;
-                changed = true;
+                let mut changed = false;
+                if let Some(name) = row.name.as_ref().filter(|n| **n != existing.name) {
+                    sqlx::query("UPDATE contracts SET name = $1 WHERE id = $2")
+                        .bind(name)
+                        .bind(&row.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let detail = format!("line {}: name changed to {name:?}", row.line);
+                    audit.push((row.id.as_str(), detail));
+                    changed = true;
+                }
+                if let Some(state) = row.state.filter(|s| *s != existing.state) {
+                    let reason = format!("import, line {}", row.line);
+                    let change =
+                        change_state(&mut tx, &row.id, state, &reason, actor, now, "import")
+                            .await?;
+                    counts.enforcement_jobs += change.jobs.len() as u64;
+                    changed = true;
+                }
+                if changed {
+                    counts.contracts_updated += 1;
+                } else {
+                    counts.contracts_unchanged += 1;
+                }
             }
-            if let Some(state) = row.state.filter(|s| *s != existing.state) {
-                let reason = format!("import, line {}", row.line);
-                let change =
-                    change_state(&mut tx, &row.id, state, &reason, actor, now, "import").await?;
-                counts.enforcement_jobs += change.jobs.len() as u64;
-                changed = true;
-            }
-            if changed {
-                counts.contracts_updated += 1;
-            } else {
-                counts.contracts_unchanged += 1;
-            }
+            insert_contracts(&mut tx, &created, now).await?;
+            counts.contracts_created += created.len() as u64;
+            write_import_audit(&mut tx, now, actor, &audit).await?;
         }
-        for row in &plan.logins {
-            let reply = reply_text(&row.reply);
-            let existing =
+        for batch in plan.logins.chunks(IMPORT_BATCH) {
+            let existing = load_login_secrets(&mut tx, batch).await?;
+            let mut created = Vec::new();
+            let mut audit = Vec::new();
+            for row in batch {
+                let reply = reply_text(&row.reply);
+                let Some(old) = existing.get(&row.username) else {
+                    let detail = format!("line {}: login {} created", row.line, row.username);
+                    audit.push((row.contract_id.as_str(), detail));
+                    created.push((row, reply));
+                    continue;
+                };
+                if old.contract_id == row.contract_id
+                    && old.password == row.password.stored()
+                    && old.password_type == row.password.kind()
+                    && old.reply == reply
+                {
+                    counts.logins_unchanged += 1;
+                    continue;
+                }
                 sqlx::query(
-                    "SELECT contract_id, password, password_type, reply \
-                     FROM logins WHERE username = $1",
+                    "UPDATE logins SET contract_id = $2, password = $3, password_type = $6, \
+                     reply = $4, updated_at = $5 WHERE username = $1",
                 )
-                    .bind(&row.username)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let detail = match existing {
-                None => {
-                    sqlx::query(
-                        "INSERT INTO logins (username, contract_id, password, password_type, \
-                         reply, created_at, updated_at) VALUES ($1, $2, $3, $6, $4, $5, $5)",
-                    )
-                    .bind(&row.username)
-                    .bind(&row.contract_id)
-                    .bind(row.password.stored())
-                    .bind(&reply)
-                    .bind(now.timestamp())
-                    .bind(row.password.kind())
-                    .execute(&mut *tx)
-                    .await?;
-                    counts.logins_created += 1;
-                    format!("line {}: login {} created", row.line, row.username)
-                }
-                Some(old) => {
-                    let same = old.try_get::<String, _>("contract_id")? == row.contract_id
-                        && old.try_get::<String, _>("password")? == row.password.stored()
-                        && old.try_get::<String, _>("password_type")? == row.password.kind()
-                        && old.try_get::<String, _>("reply")? == reply;
-                    if same {
-                        counts.logins_unchanged += 1;
-                        continue;
-                    }
-                    sqlx::query(
-                        "UPDATE logins SET contract_id = $2, password = $3, password_type = $6, \
-                         reply = $4, updated_at = $5 WHERE username = $1",
-                    )
-                    .bind(&row.username)
-                    .bind(&row.contract_id)
-                    .bind(row.password.stored())
-                    .bind(&reply)
-                    .bind(now.timestamp())
-                    .bind(row.password.kind())
-                    .execute(&mut *tx)
-                    .await?;
-                    counts.logins_updated += 1;
-                    format!("line {}: login {} updated", row.line, row.username)
-                }
-            };
-            write_audit(
-                &mut tx,
-                now,
-                actor,
-                "import",
-                Some(&row.contract_id),
-                &detail,
-                "ok",
-            )
-            .await?;
+                .bind(&row.username)
+                .bind(&row.contract_id)
+                .bind(row.password.stored())
+                .bind(&reply)
+                .bind(now.timestamp())
+                .bind(row.password.kind())
+                .execute(&mut *tx)
+                .await?;
+                counts.logins_updated += 1;
+                let detail = format!("line {}: login {} updated", row.line, row.username);
+                audit.push((row.contract_id.as_str(), detail));
+            }
+            insert_logins(&mut tx, &created, now).await?;
+            counts.logins_created += created.len() as u64;
+            write_import_audit(&mut tx, now, actor, &audit).await?;
         }
         let detail = format!(
             "{} rows: contracts {} created, {} updated; logins {} created, {} updated; \
@@ -1336,6 +1325,145 @@ async fn queue_enforcement(
 /// The name a target profile is stored under.
 fn profile_name(profile: Option<Profile>) -> &'static str {
     profile.map(Profile::as_str).unwrap_or("reject")
+}
+
+/// Rows per statement when importing: a few thousand parameters, well
+/// under either database's limit.
+const IMPORT_BATCH: usize = 500;
+
+/// The contracts among `ids` that exist, by id.
+async fn load_contracts<'a>(
+    conn: &mut Conn,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<HashMap<String, Contract>, StoreError> {
+    let mut query = QueryBuilder::<Db>::new(format!(
+        "SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id IN ("
+    ));
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(id);
+    }
+    query.push(")");
+    let rows = query.build().fetch_all(conn).await?;
+    rows.iter()
+        .map(|row| contract_from(row).map(|c| (c.id.clone(), c)))
+        .collect()
+}
+
+async fn insert_contracts(
+    conn: &mut Conn,
+    contracts: &[NewContract],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if contracts.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::<Db>::new(
+        "INSERT INTO contracts (id, name, state, state_changed_at, created_at) ",
+    );
+    query.push_values(contracts, |mut values, contract| {
+        values
+            .push_bind(&contract.id)
+            .push_bind(&contract.name)
+            .push_bind(contract.state.as_str())
+            .push_bind(now.timestamp())
+            .push_bind(now.timestamp());
+    });
+    query.build().execute(conn).await?;
+    Ok(())
+}
+
+/// What an import compares of a login that exists.
+struct LoginSecret {
+    contract_id: String,
+    password: String,
+    password_type: String,
+    reply: String,
+}
+
+/// The logins among `rows` that exist, by username.
+async fn load_login_secrets(
+    conn: &mut Conn,
+    rows: &[crate::import::LoginRow],
+) -> Result<HashMap<String, LoginSecret>, StoreError> {
+    let mut query = QueryBuilder::<Db>::new(
+        "SELECT username, contract_id, password, password_type, reply \
+         FROM logins WHERE username IN (",
+    );
+    let mut list = query.separated(", ");
+    for row in rows {
+        list.push_bind(&row.username);
+    }
+    query.push(")");
+    let found = query.build().fetch_all(conn).await?;
+    found
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get("username")?,
+                LoginSecret {
+                    contract_id: row.try_get("contract_id")?,
+                    password: row.try_get("password")?,
+                    password_type: row.try_get("password_type")?,
+                    reply: row.try_get("reply")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Inserts new logins, each with its reply already written as text.
+async fn insert_logins(
+    conn: &mut Conn,
+    logins: &[(&crate::import::LoginRow, String)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if logins.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::<Db>::new(
+        "INSERT INTO logins (username, contract_id, password, password_type, reply, \
+         created_at, updated_at) ",
+    );
+    query.push_values(logins, |mut values, (row, reply)| {
+        values
+            .push_bind(&row.username)
+            .push_bind(&row.contract_id)
+            .push_bind(row.password.stored())
+            .push_bind(row.password.kind())
+            .push_bind(reply)
+            .push_bind(now.timestamp())
+            .push_bind(now.timestamp());
+    });
+    query.build().execute(conn).await?;
+    Ok(())
+}
+
+/// Writes the audit lines of one import batch: (contract, detail).
+async fn write_import_audit(
+    conn: &mut Conn,
+    at: DateTime<Utc>,
+    actor: &Actor,
+    lines: &[(&str, String)],
+) -> Result<(), StoreError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::<Db>::new(
+        "INSERT INTO audit (at, actor_uid, operator, action, contract_id, detail, outcome) ",
+    );
+    query.push_values(lines, |mut values, (contract_id, detail)| {
+        values
+            .push_bind(at.timestamp())
+            .push_bind(actor.uid.map(i64::from))
+            .push_bind(actor.operator.as_deref())
+            .push_bind("import")
+            .push_bind(*contract_id)
+            .push_bind(detail)
+            .push_bind("ok");
+    });
+    query.build().execute(conn).await?;
+    Ok(())
 }
 
 async fn write_audit(

@@ -374,6 +374,33 @@ fn a_large_import_arrives_whole() {
     assert_eq!(v["data"]["contract_id"], "4999");
     let (_, v) = daemon.ctl_json(&["contract", "show", "4999"]);
     assert_eq!(v["data"]["contract"]["name"], "Customer \"4999\"");
+
+    // Again, over several batches that mix new, changed and unchanged rows.
+    let mut csv = String::from("contract_id,name,state,username,password,reply\n");
+    for i in 0..6000 {
+        let state = if i % 7 == 0 { "active" } else { "blocked" };
+        let password = if i % 11 == 0 { "changed" } else { "pw" };
+        csv.push_str(&format!(
+            "{i},\"Customer \"\"{i}\"\"\",{state},user{i},{password}{i},\
+             Mikrotik-Rate-Limit = 10M/10M\n"
+        ));
+    }
+    let file = write_file(&daemon.dir, "again.csv", &csv);
+    let (rc, v) = daemon.ctl_json(&["import", file.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{v}");
+    let counts = &v["data"]["counts"];
+    let changed_state = (0..5000).filter(|i| i % 7 == 0).count();
+    let changed_password = (0..5000).filter(|i| i % 11 == 0).count();
+    assert_eq!(counts["contracts_created"], 1000);
+    assert_eq!(counts["contracts_updated"], changed_state);
+    assert_eq!(counts["contracts_unchanged"], 5000 - changed_state);
+    assert_eq!(counts["logins_created"], 1000);
+    assert_eq!(counts["logins_updated"], changed_password);
+    assert_eq!(counts["logins_unchanged"], 5000 - changed_password);
+    let (_, v) = daemon.ctl_json(&["contract", "show", "4998"]);
+    assert_eq!(v["data"]["contract"]["state"], "active");
+    let (_, v) = daemon.ctl_json(&["login", "show", "user5999"]);
+    assert_eq!(v["data"]["contract_id"], "5999");
 }
 
 #[test]
