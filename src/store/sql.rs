@@ -1278,9 +1278,13 @@ async fn expire_releases(
 }
 
 /// The open sessions of a contract: those recorded for it, and those of
-/// its logins.
-const CONTRACT_SESSIONS: &str = "SELECT id FROM sessions WHERE stopped_at IS NULL \
-     AND (contract_id = $2 OR username IN (SELECT username FROM logins WHERE contract_id = $2))";
+/// its logins. A UNION, not an OR: with the OR, SQLite scanned every open
+/// session for each contract, and ending 100 000 releases at one instant
+/// took hours instead of seconds.
+const CONTRACT_SESSIONS: &str = "SELECT id FROM sessions \
+       WHERE stopped_at IS NULL AND contract_id = $2 \
+     UNION SELECT s.id FROM logins l JOIN sessions s ON s.username = l.username \
+       WHERE l.contract_id = $2 AND s.stopped_at IS NULL";
 
 /// Queues a CoA / Disconnect for every open session of a contract whose
 /// effective profile changes from `before` to `after`; older unsent jobs of

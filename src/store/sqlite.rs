@@ -293,4 +293,43 @@ mod tests {
                 .any(|e| e.action == "release_end")
         );
     }
+
+    /// Every statement that runs once per contract when many releases end
+    /// at once must find that contract's sessions through an index: a scan
+    /// of the open sessions per contract made 100 000 expiries take hours.
+    #[tokio::test]
+    async fn per_contract_session_lookups_use_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_blocked(dir.path(), "1").await;
+        let statements = [
+            format!("SELECT count(*) FROM ({CONTRACT_SESSIONS})"),
+            format!(
+                "UPDATE enforcement SET state = 'superseded' \
+                 WHERE state = 'pending' AND session_id IN ({CONTRACT_SESSIONS})"
+            ),
+        ];
+        for sql in statements {
+            let plan = explain(&store, &sql).await;
+            assert!(!plan.is_empty(), "{sql}: no plan");
+            assert!(
+                // Scanning a subquery's few rows is fine; scanning a table
+                // is not.
+                plan.iter()
+                    .all(|step| !step.starts_with("SCAN") || step.starts_with("SCAN (")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
+
+    async fn explain(store: &SqliteStore, sql: &str) -> Vec<String> {
+        sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .bind("1")
+            .bind("1")
+            .fetch_all(&store.writer)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect()
+    }
 }
