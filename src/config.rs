@@ -85,7 +85,7 @@ pub struct EnforcementConfig {
     /// Requests waiting for an answer from one NAS at most.
     #[serde(default = "default_max_in_flight_per_nas")]
     pub max_in_flight_per_nas: usize,
-    /// New requests per second to one NAS at most.
+    /// New requests to one NAS in any one second (a sliding window).
     #[serde(default = "default_max_per_second_per_nas")]
     pub max_per_second_per_nas: u32,
     /// How long `release --wait` waits for the NAS's answers.

@@ -22,6 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +32,7 @@ use crate::config::{CoaMode, EnforcementConfig};
 use crate::model::{JobState, RequestKind};
 use crate::radius::server::SharedSettings;
 use crate::radius::settings::NasClient;
-use crate::store::{JobResult, Lease, OutboxJob, Store, StoreError};
+use crate::store::{JobClaim, JobResult, Lease, OutboxJob, Store, StoreError};
 use crate::telemetry;
 use request::{Answer, Plan, SESSION_CONTEXT_NOT_FOUND};
 pub use transport::{Transport, UdpTransport};
@@ -75,37 +76,53 @@ struct InFlight {
     prior: Option<String>,
 }
 
-/// Per-NAS limits: requests in flight, identifiers in use, a token bucket
-/// for requests per second.
+/// A job's first request, built, with its place within the NAS's limits
+/// reserved, waiting to be claimed in the store and sent.
+struct Prepared {
+    job: OutboxJob,
+    kind: RequestKind,
+    packet: Vec<u8>,
+    identifier: u8,
+    nas: Arc<NasClient>,
+    destination: SocketAddr,
+}
+
+/// Per-NAS limits: requests in flight, identifiers in use, and new
+/// requests in any one second (a sliding window, so that no second sees
+/// more than the limit, even the one after a burst).
 struct Lane {
     in_flight: usize,
     identifiers: HashSet<u8>,
     next_identifier: u8,
-    tokens: f64,
-    refilled: Instant,
+    /// When each request of the last second was started, oldest first.
+    started: VecDeque<Instant>,
 }
 
 impl Lane {
-    fn new(now: Instant, per_second: u32) -> Lane {
+    fn new() -> Lane {
         Lane {
             in_flight: 0,
             identifiers: HashSet::new(),
             next_identifier: 0,
-            tokens: f64::from(per_second),
-            refilled: now,
+            started: VecDeque::new(),
         }
     }
 
-    fn refill(&mut self, now: Instant, per_second: u32) {
-        let elapsed = (now - self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * f64::from(per_second)).min(f64::from(per_second));
-        self.refilled = now;
+    /// Whether one more request may start at `now`.
+    fn may_start(&mut self, now: Instant, per_second: u32) -> bool {
+        while self
+            .started
+            .front()
+            .is_some_and(|&at| at + Duration::from_secs(1) <= now)
+        {
+            self.started.pop_front();
+        }
+        self.started.len() < per_second as usize
     }
 
-    /// When the next token is there.
-    fn next_token(&self, per_second: u32) -> Instant {
-        let missing = (1.0 - self.tokens).max(0.0);
-        self.refilled + Duration::from_secs_f64(missing / f64::from(per_second))
+    /// When the next request may start (the window is full).
+    fn next_start(&self) -> Option<Instant> {
+        self.started.front().map(|&at| at + Duration::from_secs(1))
     }
 
     fn allocate(&mut self) -> Option<u8> {
@@ -137,7 +154,8 @@ pub struct Enforcer<T: Transport> {
     lanes: HashMap<String, Lane>,
     /// When queued work waits for a NAS's rate limit.
     rate_wake: Option<Instant>,
-    /// Outcomes the store could not record yet, retried before new work.
+    /// Outcomes not recorded yet: written in one transaction before new
+    /// work is taken (and kept for the next try if the store fails).
     unrecorded: Vec<(i64, JobResult)>,
     /// This instance's name on the jobs it sends.
     instance: String,
@@ -225,7 +243,17 @@ impl<T: Transport> Enforcer<T> {
                     break;
                 }
                 Wake::Notified => {}
-                Wake::Reply(Some((from, bytes))) => self.on_reply(from, &bytes).await,
+                Wake::Reply(Some((from, bytes))) => {
+                    self.on_reply(from, &bytes).await;
+                    // The answers already here too, so that their outcomes
+                    // are recorded in one transaction.
+                    for _ in 1..FETCH {
+                        match self.transport.recv().now_or_never() {
+                            Some(Some((from, bytes))) => self.on_reply(from, &bytes).await,
+                            _ => break,
+                        }
+                    }
+                }
                 Wake::Reply(None) => {
                     tracing::error!("enforcement: the CoA socket closed");
                     break;
@@ -261,6 +289,13 @@ impl<T: Transport> Enforcer<T> {
                 }
             }
         }
+        if let Err(e) = self.record_outcomes().await {
+            tracing::error!(
+                error = %e,
+                jobs = self.unrecorded.len(),
+                "enforcement: outcomes not recorded; those requests are sent again at the next start"
+            );
+        }
         if !self.in_flight.is_empty() {
             tracing::info!(
                 requests = self.in_flight.len(),
@@ -289,9 +324,10 @@ impl<T: Transport> Enforcer<T> {
             .store
             .inflight_jobs(&self.lease(), self.clock.now())
             .await?;
+        let concluded: HashSet<i64> = self.unrecorded.iter().map(|(id, _)| *id).collect();
         let jobs: Vec<OutboxJob> = jobs
             .into_iter()
-            .filter(|job| !self.queued.contains(&job.id))
+            .filter(|job| !self.queued.contains(&job.id) && !concluded.contains(&job.id))
             .collect();
         if !jobs.is_empty() {
             tracing::info!(
@@ -305,14 +341,13 @@ impl<T: Transport> Enforcer<T> {
                 continue;
             };
             let Some((nas, destination)) = self.route(&job) else {
-                self.drop_job(&job, "its NAS is not configured any more")
-                    .await?;
+                self.drop_job(&job, "its NAS is not configured any more");
                 continue;
             };
             let Some(&identifier) = packet.get(1) else {
                 continue;
             };
-            let lane = self.lane(&nas.name, now);
+            let lane = self.lane(&nas.name);
             if !lane.identifiers.insert(identifier) {
                 // Another request to this NAS uses the identifier: the
                 // next look takes this one.
@@ -343,16 +378,10 @@ impl<T: Transport> Enforcer<T> {
         Ok(())
     }
 
-    /// Reads more pending jobs when few are queued, and starts what the
-    /// NAS limits allow.
+    /// Records the outcomes waiting to be, then reads more pending jobs
+    /// when few are queued, and starts what the NAS limits allow.
     async fn pump(&mut self) -> Result<(), StoreError> {
-        while let Some((id, result)) = self.unrecorded.pop() {
-            if let Err(e) = self.store.finish_job(id, &result, self.clock.now()).await {
-                self.unrecorded.push((id, result));
-                return Err(e);
-            }
-            self.bump_progress();
-        }
+        self.record_outcomes().await?;
         if self.queue.len() < LOW_WATER {
             let jobs = self.store.pending_jobs(self.last_fetched, FETCH).await?;
             for job in jobs {
@@ -364,6 +393,7 @@ impl<T: Transport> Enforcer<T> {
         }
         self.rate_wake = None;
         let per_second = self.config.max_per_second_per_nas;
+        let mut ready = Vec::new();
         for _ in 0..self.queue.len() {
             let Some(job) = self.queue.pop_front() else {
                 break;
@@ -374,80 +404,147 @@ impl<T: Transport> Enforcer<T> {
             }
             let Some((nas, destination)) = self.route(&job) else {
                 self.queued.remove(&job.id);
-                self.drop_job(&job, "its NAS is not configured any more")
-                    .await?;
+                self.drop_job(&job, "its NAS is not configured any more");
                 continue;
             };
             let now = Instant::now();
             let max_in_flight = self.config.max_in_flight_per_nas;
-            let lane = self.lane(&nas.name, now);
-            lane.refill(now, per_second);
+            let lane = self.lane(&nas.name);
             if lane.in_flight >= max_in_flight {
                 self.queue.push_back(job);
                 continue;
             }
-            if lane.tokens < 1.0 {
-                let at = lane.next_token(per_second);
-                self.rate_wake = Some(self.rate_wake.map_or(at, |w| w.min(at)));
+            if !lane.may_start(now, per_second) {
+                if let Some(at) = lane.next_start() {
+                    self.rate_wake = Some(self.rate_wake.map_or(at, |w| w.min(at)));
+                }
                 self.queue.push_back(job);
                 continue;
             }
-            self.start(job, nas, destination).await?;
+            if let Some(request) = self.prepare(job, nas, destination) {
+                ready.push(request);
+            }
+        }
+        self.start(ready).await
+    }
+
+    /// Writes the outcomes waiting to be recorded, in one transaction.
+    async fn record_outcomes(&mut self) -> Result<(), StoreError> {
+        if self.unrecorded.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .finish_jobs(&self.unrecorded, self.clock.now())
+            .await?;
+        let recorded = self.unrecorded.len();
+        self.unrecorded.clear();
+        for _ in 0..recorded {
+            self.bump_progress();
         }
         Ok(())
     }
 
-    /// Sends a job's first request.
-    async fn start(
+    /// Builds a job's first request and reserves its place within the
+    /// NAS's limits; `None` if it cannot be sent now.
+    fn prepare(
         &mut self,
         job: OutboxJob,
         nas: Arc<NasClient>,
         destination: SocketAddr,
-    ) -> Result<(), StoreError> {
+    ) -> Option<Prepared> {
         let now = Instant::now();
         let plan: Plan = request::plan(&job, &nas, &self.settings.load());
-        let Some(identifier) = self.lane(&nas.name, now).allocate() else {
+        let Some(identifier) = self.lane(&nas.name).allocate() else {
             self.queue.push_back(job);
-            return Ok(());
+            return None;
         };
         let Some(packet) = request::build(&job, &plan, identifier, &nas.secret, self.clock.now())
         else {
-            self.lane(&nas.name, now).identifiers.remove(&identifier);
+            self.lane(&nas.name).identifiers.remove(&identifier);
             self.queued.remove(&job.id);
-            self.drop_job(&job, "the request does not fit in a RADIUS packet")
-                .await?;
-            return Ok(());
+            self.drop_job(&job, "the request does not fit in a RADIUS packet");
+            return None;
         };
-        if !self
-            .store
-            .claim_job(job.id, plan.kind, &packet, &self.lease(), self.clock.now())
-            .await?
-        {
-            // Superseded, or taken by another instance.
-            self.lane(&nas.name, now).identifiers.remove(&identifier);
-            self.queued.remove(&job.id);
+        let lane = self.lane(&nas.name);
+        lane.started.push_back(now);
+        lane.in_flight += 1;
+        self.busy_sessions.insert(job.session_id);
+        Some(Prepared {
+            job,
+            kind: plan.kind,
+            packet,
+            identifier,
+            nas,
+            destination,
+        })
+    }
+
+    /// Claims the prepared jobs in one transaction and sends the first
+    /// request of each one claimed.
+    async fn start(&mut self, ready: Vec<Prepared>) -> Result<(), StoreError> {
+        if ready.is_empty() {
             return Ok(());
         }
-        let lane = self.lane(&nas.name, now);
-        lane.tokens -= 1.0;
-        lane.in_flight += 1;
-        self.transport_send(destination, &packet).await;
-        self.busy_sessions.insert(job.session_id);
-        let prior = prior_outcome(&job);
-        self.in_flight.insert(
-            (destination, identifier),
-            InFlight {
-                deadline: now + request::retransmission_timeout(&self.config, 1, job.id),
-                job,
-                kind: plan.kind,
-                packet,
-                sends: 1,
-                nas,
-                destination,
-                prior,
-            },
-        );
+        let claims: Vec<JobClaim> = ready
+            .iter()
+            .map(|r| JobClaim {
+                id: r.job.id,
+                kind: r.kind,
+                packet: r.packet.clone(),
+            })
+            .collect();
+        let claimed = match self
+            .store
+            .claim_jobs(&claims, &self.lease(), self.clock.now())
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // Nothing was sent: give the places back, keep the order.
+                for request in ready.into_iter().rev() {
+                    self.unreserve(&request);
+                    self.queue.push_front(request.job);
+                }
+                return Err(e);
+            }
+        };
+        let now = Instant::now();
+        for (request, claimed) in ready.into_iter().zip(claimed) {
+            if !claimed {
+                // Superseded, or taken by another instance.
+                self.unreserve(&request);
+                self.queued.remove(&request.job.id);
+                continue;
+            }
+            self.transport_send(request.destination, &request.packet)
+                .await;
+            let prior = prior_outcome(&request.job);
+            self.in_flight.insert(
+                (request.destination, request.identifier),
+                InFlight {
+                    deadline: now
+                        + request::retransmission_timeout(&self.config, 1, request.job.id),
+                    job: request.job,
+                    kind: request.kind,
+                    packet: request.packet,
+                    sends: 1,
+                    nas: request.nas,
+                    destination: request.destination,
+                    prior,
+                },
+            );
+        }
         Ok(())
+    }
+
+    /// Gives back what [`Self::prepare`] reserved for a request not sent.
+    fn unreserve(&mut self, request: &Prepared) {
+        if let Some(lane) = self.lanes.get_mut(&request.nas.name) {
+            lane.identifiers.remove(&request.identifier);
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+            lane.started.pop_back();
+        }
+        self.busy_sessions.remove(&request.job.session_id);
     }
 
     async fn on_reply(&mut self, from: SocketAddr, bytes: &[u8]) {
@@ -584,24 +681,24 @@ impl<T: Transport> Enforcer<T> {
             return Ok(());
         }
         self.queued.remove(&flight.job.id);
-        self.finish(&flight.job, state, outcome, error_cause, not_found)
-            .await
+        self.finish(&flight.job, state, outcome, error_cause, not_found);
+        Ok(())
     }
 
     /// Finishes a job that cannot be sent.
-    async fn drop_job(&mut self, job: &OutboxJob, why: &str) -> Result<(), StoreError> {
-        self.finish(job, JobState::Dropped, why.to_owned(), None, false)
-            .await
+    fn drop_job(&mut self, job: &OutboxJob, why: &str) {
+        self.finish(job, JobState::Dropped, why.to_owned(), None, false);
     }
 
-    async fn finish(
+    /// Ends a job; the store records it at the next [`Self::pump`].
+    fn finish(
         &mut self,
         job: &OutboxJob,
         state: JobState,
         outcome: String,
         error_cause: Option<u32>,
         close_session: bool,
-    ) -> Result<(), StoreError> {
+    ) {
         if state.is_failure() {
             tracing::warn!(
                 nas = %job.target.nas_name,
@@ -625,11 +722,7 @@ impl<T: Transport> Enforcer<T> {
             error_cause,
             close_session,
         };
-        self.store
-            .finish_job(job.id, &result, self.clock.now())
-            .await?;
-        self.bump_progress();
-        Ok(())
+        self.unrecorded.push((job.id, result));
     }
 
     fn bump_progress(&self) {
@@ -644,11 +737,8 @@ impl<T: Transport> Enforcer<T> {
         Some((Arc::clone(nas), SocketAddr::new(address, nas.coa_port)))
     }
 
-    fn lane(&mut self, nas: &str, now: Instant) -> &mut Lane {
-        let per_second = self.config.max_per_second_per_nas;
-        self.lanes
-            .entry(nas.to_owned())
-            .or_insert_with(|| Lane::new(now, per_second))
+    fn lane(&mut self, nas: &str) -> &mut Lane {
+        self.lanes.entry(nas.to_owned()).or_insert_with(Lane::new)
     }
 
     async fn transport_send(&self, destination: SocketAddr, packet: &[u8]) {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::transport::{ChannelPeer, ChannelTransport};
-use super::{Enforcer, EnforcerHandle};
+use super::{Enforcer, EnforcerHandle, Lane};
 use crate::clock::{Clock, TokioClock};
 use crate::config::{Config, EnforcementConfig};
 use crate::model::{Actor, JobState, Password};
@@ -313,27 +313,64 @@ async fn many_releases_ending_together_are_all_enforced_within_the_nas_rate() {
         w.store.next_release_end().await.unwrap().is_none()
     })
     .await;
-    // At most one second's worth at once, then the rest paced.
-    let mut seconds = 0;
+    // Time goes on in tenths of a second until every request is answered.
+    let mut steps = 0;
     loop {
-        until("the NAS's share of this second", async || {
-            w.jobs_in(JobState::Acked).await == w.received().len()
-                && w.received().len() >= ((seconds + 1) * PER_SECOND).min(CONTRACTS)
-        })
-        .await;
         settle().await;
-        let sent = w.received().len();
-        assert!(
-            sent <= (seconds + 1) * PER_SECOND,
-            "{sent} requests within {seconds} s at {PER_SECOND}/s"
-        );
-        if sent == CONTRACTS {
+        if w.jobs_in(JobState::Acked).await == CONTRACTS {
             break;
         }
-        tokio::time::advance(Duration::from_secs(1)).await;
-        seconds += 1;
+        steps += 1;
+        assert!(
+            steps < 200,
+            "{} of {CONTRACTS} sent in 20 s",
+            w.received().len()
+        );
+        tokio::time::advance(Duration::from_millis(100)).await;
     }
-    assert_eq!(seconds, CONTRACTS / PER_SECOND - 1);
+    let at: Vec<Instant> = w.received().iter().map(|r| r.at).collect();
+    assert_eq!(
+        at.len(),
+        CONTRACTS,
+        "one request per session, none sent twice"
+    );
+    // However the seconds are cut, none sees more than the limit ...
+    for window in at.windows(PER_SECOND + 1) {
+        assert!(
+            window[PER_SECOND] - window[0] >= Duration::from_secs(1),
+            "{} requests within {:?}",
+            PER_SECOND + 1,
+            window[PER_SECOND] - window[0]
+        );
+    }
+    // ... and the NAS gets its full share of each one.
+    let took = at[CONTRACTS - 1] - at[0];
+    let seconds = (CONTRACTS / PER_SECOND - 1) as u64;
+    assert!(
+        // (each second may start up to one step late)
+        took <= Duration::from_secs(seconds) + Duration::from_millis(100 * (seconds + 1)),
+        "{CONTRACTS} requests took {took:?} at {PER_SECOND}/s"
+    );
     assert_eq!(w.jobs_in(JobState::Acked).await, CONTRACTS);
     w.shutdown.cancel();
+}
+
+#[test]
+fn no_second_sees_more_requests_than_the_nas_limit() {
+    let t0 = Instant::now();
+    let mut lane = Lane::new();
+    for _ in 0..20 {
+        assert!(lane.may_start(t0, 20));
+        lane.started.push_back(t0);
+    }
+    // A burst fills the second; the window slides, it does not refill.
+    assert!(!lane.may_start(t0 + Duration::from_millis(999), 20));
+    assert_eq!(lane.next_start(), Some(t0 + Duration::from_secs(1)));
+    assert!(lane.may_start(t0 + Duration::from_secs(1), 20));
+    let t1 = t0 + Duration::from_millis(1500);
+    for _ in 0..20 {
+        assert!(lane.may_start(t1, 20));
+        lane.started.push_back(t1);
+    }
+    assert!(!lane.may_start(t1 + Duration::from_millis(999), 20));
 }

@@ -150,6 +150,14 @@ pub struct Lease {
     pub until: DateTime<Utc>,
 }
 
+/// A job about to be sent: the request built for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobClaim {
+    pub id: i64,
+    pub kind: RequestKind,
+    pub packet: Vec<u8>,
+}
+
 /// How a job ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobResult {
@@ -378,16 +386,15 @@ pub trait Store: Send + Sync {
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxJob>, StoreError>;
-    /// Takes a pending job for sending, recording the request; false if it
-    /// is no longer pending (superseded, or another instance took it).
-    async fn claim_job(
+    /// Takes pending jobs for sending, recording each one's request, in
+    /// one transaction; for each, false if it is no longer pending
+    /// (superseded, or another instance took it).
+    async fn claim_jobs(
         &self,
-        id: i64,
-        kind: RequestKind,
-        packet: &[u8],
+        claims: &[JobClaim],
         lease: &Lease,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Vec<bool>, StoreError>;
     /// Counts a retransmission and renews the lease; false if the job is
     /// no longer this instance's.
     async fn job_resent(
@@ -397,11 +404,10 @@ pub trait Store: Send + Sync {
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// Records how a job ended.
-    async fn finish_job(
+    /// Records how jobs ended, in one transaction.
+    async fn finish_jobs(
         &self,
-        id: i64,
-        result: &JobResult,
+        results: &[(i64, JobResult)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Turns a failed CoA into a pending Disconnect; false when a newer job

@@ -12,7 +12,7 @@ use sqlx::{Pool, QueryBuilder, Row, Transaction};
 
 use super::{
     AccountingEvent, AccountingKind, AuthRecord, ContractRecord, Enforced, ExpiredRelease,
-    ImportCounts, JobResult, Lease, NewContract, NewLogin, OutboxJob, ReleaseRequest, SessionEnforcement,
+    ImportCounts, JobClaim, JobResult, Lease, NewContract, NewLogin, OutboxJob, ReleaseRequest, SessionEnforcement,
     SessionTarget, StateChange, Store, StoreCounts, StoreError,
 };
 use crate::import::ImportPlan;
@@ -678,30 +678,32 @@ impl Store for SqlStore {
         Ok(jobs)
     }
 
-    async fn claim_job(
+    async fn claim_jobs(
         &self,
-        id: i64,
-        kind: RequestKind,
-        packet: &[u8],
+        claims: &[JobClaim],
         lease: &Lease,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.write().await?;
-        let claimed = sqlx::query(
-            "UPDATE enforcement SET state = 'sent', kind = $2, packet = $3, sends = 1, \
-               updated_at = $4, claimed_by = $5, lease_until = $6 \
-             WHERE id = $1 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(kind.as_str())
-        .bind(packet)
-        .bind(now.timestamp())
-        .bind(&lease.instance)
-        .bind(lease.until.timestamp())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let mut claimed = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let done = sqlx::query(
+                "UPDATE enforcement SET state = 'sent', kind = $2, packet = $3, sends = 1, \
+                   updated_at = $4, claimed_by = $5, lease_until = $6 \
+                 WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(claim.id)
+            .bind(claim.kind.as_str())
+            .bind(&claim.packet)
+            .bind(now.timestamp())
+            .bind(&lease.instance)
+            .bind(lease.until.timestamp())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            claimed.push(done);
+        }
         tx.commit().await?;
         Ok(claimed)
     }
@@ -731,36 +733,37 @@ impl Store for SqlStore {
         Ok(held)
     }
 
-    async fn finish_job(
+    async fn finish_jobs(
         &self,
-        id: i64,
-        result: &JobResult,
+        results: &[(i64, JobResult)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query(
-            "UPDATE enforcement SET state = $2, outcome = $3, error_cause = $4, \
-               finished_at = $5, updated_at = $5 \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(result.state.as_str())
-        .bind(&result.outcome)
-        .bind(result.error_cause.map(i64::from))
-        .bind(now.timestamp())
-        .execute(&mut *tx)
-        .await?;
-        if result.close_session {
+        for (id, result) in results {
             sqlx::query(
-                "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
-                   terminate_cause = 'Session-Context-Not-Found' \
-                 WHERE id = (SELECT session_id FROM enforcement WHERE id = $1) \
-                   AND stopped_at IS NULL",
+                "UPDATE enforcement SET state = $2, outcome = $3, error_cause = $4, \
+                   finished_at = $5, updated_at = $5 \
+                 WHERE id = $1",
             )
             .bind(id)
+            .bind(result.state.as_str())
+            .bind(&result.outcome)
+            .bind(result.error_cause.map(i64::from))
             .bind(now.timestamp())
             .execute(&mut *tx)
             .await?;
+            if result.close_session {
+                sqlx::query(
+                    "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
+                       terminate_cause = 'Session-Context-Not-Found' \
+                     WHERE id = (SELECT session_id FROM enforcement WHERE id = $1) \
+                       AND stopped_at IS NULL",
+                )
+                .bind(id)
+                .bind(now.timestamp())
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
