@@ -857,7 +857,7 @@ impl Store for SqlStore {
         let mut counts = ImportCounts::default();
         // In batches, so that a base of a million subscribers takes a few
         // statements per batch rather than several per row.
-        for batch in plan.contracts.chunks(IMPORT_BATCH) {
+        for batch in plan.contracts.chunks(BATCH) {
             let existing = load_contracts(&mut tx, batch.iter().map(|r| r.id.as_str())).await?;
             let mut created = Vec::new();
             let mut audit = Vec::new();
@@ -900,9 +900,9 @@ impl Store for SqlStore {
             }
             insert_contracts(&mut tx, &created, now).await?;
             counts.contracts_created += created.len() as u64;
-            write_import_audit(&mut tx, now, actor, &audit).await?;
+            write_audits(&mut tx, now, actor, "import", &audit).await?;
         }
-        for batch in plan.logins.chunks(IMPORT_BATCH) {
+        for batch in plan.logins.chunks(BATCH) {
             let existing = load_login_secrets(&mut tx, batch).await?;
             let mut created = Vec::new();
             let mut audit = Vec::new();
@@ -940,7 +940,7 @@ impl Store for SqlStore {
             }
             insert_logins(&mut tx, &created, now).await?;
             counts.logins_created += created.len() as u64;
-            write_import_audit(&mut tx, now, actor, &audit).await?;
+            write_audits(&mut tx, now, actor, "import", &audit).await?;
         }
         let detail = format!(
             "{} rows: contracts {} created, {} updated; logins {} created, {} updated; \
@@ -1240,44 +1240,65 @@ async fn expire_releases(
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
+    let releases = rows.iter().map(release_from).collect::<Result<Vec<_>, _>>()?;
+    if releases.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A few statements per batch, whatever its size.
     let system = Actor {
         uid: None,
         operator: Some("liberad".to_owned()),
     };
-    let mut expired = Vec::with_capacity(rows.len());
-    for row in rows {
-        let release = release_from(&row)?;
-        let detail = format!(
-            "release {} expired at {}",
-            release.id,
-            release.ends_at.to_rfc3339()
-        );
-        write_audit(
-            conn,
-            now,
-            &system,
-            "release_end",
-            Some(&release.contract_id),
-            &detail,
-            "ok",
-        )
-        .await?;
-        let state = load_contract(conn, &release.contract_id)
-            .await?
-            .map(|c| c.state)
-            .unwrap_or(ContractState::Blocked);
-        let jobs = queue_enforcement(
-            conn,
-            &release.contract_id,
-            policy::effective_profile(state, true),
-            policy::effective_profile(state, false),
-            &format!("release {} expired", release.id),
-            now,
-        )
-        .await?;
-        expired.push(ExpiredRelease { release, jobs });
+    let mut jobs: HashMap<String, Vec<i64>> = HashMap::new();
+    for batch in releases.chunks(BATCH) {
+        for (id, contract_id) in end_batch(conn, batch, &system, now).await? {
+            jobs.entry(contract_id).or_default().push(id);
+        }
     }
-    Ok(expired)
+    Ok(releases
+        .into_iter()
+        .map(|release| ExpiredRelease {
+            jobs: jobs.remove(&release.contract_id).unwrap_or_default(),
+            release,
+        })
+        .collect())
+}
+
+/// Audits the end of some releases and queues the enforcement it brings;
+/// returns (job, contract) pairs.
+async fn end_batch(
+    conn: &mut Conn,
+    releases: &[Release],
+    system: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let audit: Vec<(&str, String)> = releases
+        .iter()
+        .map(|r| {
+            let detail = format!("release {} expired at {}", r.id, r.ends_at.to_rfc3339());
+            (r.contract_id.as_str(), detail)
+        })
+        .collect();
+    write_audits(conn, now, system, "release_end", &audit).await?;
+    let contracts = load_contracts(conn, releases.iter().map(|r| r.contract_id.as_str())).await?;
+    let mut by_state: HashMap<ContractState, Vec<(&str, String)>> = HashMap::new();
+    for release in releases {
+        let state = contracts
+            .get(&release.contract_id)
+            .map_or(ContractState::Blocked, |c| c.state);
+        let cause = format!("release {} expired", release.id);
+        by_state
+            .entry(state)
+            .or_default()
+            .push((release.contract_id.as_str(), cause));
+    }
+    let mut jobs = Vec::new();
+    for (state, ended) in by_state {
+        let before = policy::effective_profile(state, true);
+        let after = policy::effective_profile(state, false);
+        jobs.extend(queue_enforcement_many(conn, &ended, before, after, now).await?);
+    }
+    Ok(jobs)
 }
 
 /// The open sessions of a contract: those recorded for it, and those of
@@ -1300,33 +1321,86 @@ async fn queue_enforcement(
     cause: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, StoreError> {
-    if before == after {
+    let jobs = queue_enforcement_many(
+        conn,
+        &[(contract_id, cause.to_owned())],
+        before,
+        after,
+        now,
+    )
+    .await?;
+    Ok(jobs.into_iter().map(|(id, _)| id).collect())
+}
+
+/// [`queue_enforcement`] for many contracts, each with its cause, that
+/// change alike, in two statements; returns (job, contract) pairs.
+async fn queue_enforcement_many(
+    conn: &mut Conn,
+    contracts: &[(&str, String)],
+    before: Option<Profile>,
+    after: Option<Profile>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    if before == after || contracts.is_empty() {
         return Ok(Vec::new());
     }
-    let supersede = format!(
-        "UPDATE enforcement SET state = 'superseded', updated_at = $1, finished_at = $1, \
-           outcome = 'replaced by a newer change before it was sent' \
-         WHERE state = 'pending' AND session_id IN ({CONTRACT_SESSIONS})"
+    let mut supersede = with_open_sessions(contracts);
+    supersede
+        .push(
+            " UPDATE enforcement SET state = 'superseded', updated_at = ",
+        )
+        .push_bind(now.timestamp())
+        .push(", finished_at = ")
+        .push_bind(now.timestamp())
+        .push(
+            ", outcome = 'replaced by a newer change before it was sent' \
+             WHERE state = 'pending' AND session_id IN (SELECT id FROM open_sessions)",
+        );
+    supersede.build().execute(&mut *conn).await?;
+    let mut insert = with_open_sessions(contracts);
+    insert
+        .push(
+            " INSERT INTO enforcement (created_at, updated_at, contract_id, session_id, \
+               profile, cause, state) SELECT ",
+        )
+        .push_bind(now.timestamp())
+        .push(", ")
+        .push_bind(now.timestamp())
+        .push(", o.contract_id, o.id, ")
+        .push_bind(profile_name(after))
+        .push(
+            ", e.cause, 'pending' FROM open_sessions o \
+             JOIN ended e ON e.contract_id = o.contract_id RETURNING id, contract_id",
+        );
+    let rows = insert.build().fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("contract_id")?)))
+        .collect()
+}
+
+/// `WITH ended (contract_id, cause) AS (VALUES …), open_sessions (id,
+/// contract_id) AS (…)`: the contracts and their open sessions, those
+/// recorded for them and those of their logins, each found through an
+/// index.
+fn with_open_sessions<'a>(contracts: &'a [(&'a str, String)]) -> QueryBuilder<'a, Db> {
+    let mut query = QueryBuilder::<Db>::new("WITH ended (contract_id, cause) AS (VALUES ");
+    let mut rows = query.separated(", ");
+    for (contract_id, cause) in contracts {
+        rows.push("(")
+            .push_bind_unseparated(*contract_id)
+            .push_unseparated(", ")
+            .push_bind_unseparated(cause.as_str())
+            .push_unseparated(")");
+    }
+    query.push(
+        "), open_sessions (id, contract_id) AS ( \
+           SELECT s.id, s.contract_id FROM ended e \
+             JOIN sessions s ON s.contract_id = e.contract_id AND s.stopped_at IS NULL \
+           UNION SELECT s.id, l.contract_id FROM ended e \
+             JOIN logins l ON l.contract_id = e.contract_id \
+             JOIN sessions s ON s.username = l.username AND s.stopped_at IS NULL)",
     );
-    sqlx::query(&supersede)
-        .bind(now.timestamp())
-        .bind(contract_id)
-        .execute(&mut *conn)
-        .await?;
-    let insert = format!(
-        "INSERT INTO enforcement (created_at, updated_at, contract_id, session_id, profile, \
-           cause, state) \
-         SELECT $1, $1, $2, id, $3, $4, 'pending' FROM ({CONTRACT_SESSIONS}) AS open_sessions \
-         RETURNING id"
-    );
-    let ids = sqlx::query_scalar(&insert)
-        .bind(now.timestamp())
-        .bind(contract_id)
-        .bind(profile_name(after))
-        .bind(cause)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(ids)
+    query
 }
 
 /// The name a target profile is stored under.
@@ -1334,9 +1408,9 @@ fn profile_name(profile: Option<Profile>) -> &'static str {
     profile.map(Profile::as_str).unwrap_or("reject")
 }
 
-/// Rows per statement when importing: a few thousand parameters, well
-/// under either database's limit.
-const IMPORT_BATCH: usize = 500;
+/// Rows per statement when importing or ending releases: a few thousand
+/// parameters, well under either database's limit.
+const BATCH: usize = 500;
 
 /// The contracts among `ids` that exist, by id.
 async fn load_contracts<'a>(
@@ -1446,11 +1520,12 @@ async fn insert_logins(
     Ok(())
 }
 
-/// Writes the audit lines of one import batch: (contract, detail).
-async fn write_import_audit(
+/// Writes audit lines of one action in one statement: (contract, detail).
+async fn write_audits(
     conn: &mut Conn,
     at: DateTime<Utc>,
     actor: &Actor,
+    action: &str,
     lines: &[(&str, String)],
 ) -> Result<(), StoreError> {
     if lines.is_empty() {
@@ -1464,7 +1539,7 @@ async fn write_import_audit(
             .push_bind(at.timestamp())
             .push_bind(actor.uid.map(i64::from))
             .push_bind(actor.operator.as_deref())
-            .push_bind("import")
+            .push_bind(action)
             .push_bind(*contract_id)
             .push_bind(detail)
             .push_bind("ok");
