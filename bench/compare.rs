@@ -103,6 +103,8 @@ struct Expiry {
     last_coa_after_s: f64,
     sessions_told: u64,
     requests: u64,
+    retransmissions: u64,
+    /// New requests in the busiest second (sliding).
     max_per_second: u64,
 }
 
@@ -785,6 +787,7 @@ fn expiry(
         last_coa_after_s: report.last_at - ends_at,
         sessions_told: report.sessions,
         requests: report.requests,
+        retransmissions: report.retransmissions,
         max_per_second: report.max_per_second,
     })
 }
@@ -912,18 +915,19 @@ fn print_results(results: &Results) {
     if !results.expiry.is_empty() {
         let _ = writeln!(
             out,
-            "\n| releases ending at once | all ended after (s) | first CoA after (s) | last CoA after (s) | sessions told | CoA requests | most in one second (limit) |\n|---:|---:|---:|---:|---:|---:|---:|"
+            "\n| releases ending at once | all ended after (s) | first CoA after (s) | last CoA after (s) | sessions told | CoA requests | retransmissions | most new in one second (limit) |\n|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for e in &results.expiry {
             let _ = writeln!(
                 out,
-                "| {} | {:.2} | {:.2} | {:.1} | {} | {} | {} ({}) |",
+                "| {} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} ({}) |",
                 e.releases,
                 e.ended_after_s,
                 e.first_coa_after_s,
                 e.last_coa_after_s,
                 e.sessions_told,
                 e.requests,
+                e.retransmissions,
                 e.max_per_second,
                 e.rate_limit
             );

@@ -35,13 +35,16 @@ pub struct NasArgs {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct NasReport {
     pub requests: u64,
+    /// Requests seen before (byte-identical retransmissions).
+    #[serde(default)]
+    pub retransmissions: u64,
     pub sessions: u64,
     /// Requests that did not authenticate with the secret.
     pub invalid: u64,
     /// Wall-clock instants (Unix seconds) of the first and last request.
     pub first_at: f64,
     pub last_at: f64,
-    /// Most requests within any one second.
+    /// New requests (retransmissions apart) in the busiest second, sliding.
     pub max_per_second: u64,
 }
 
@@ -57,6 +60,7 @@ pub fn run(args: &NasArgs) -> std::io::Result<NasReport> {
     let secret = args.secret.as_bytes();
     let mut report = NasReport::default();
     let mut sessions: HashSet<Vec<u8>> = HashSet::new();
+    let mut seen: HashSet<[u8; 16]> = HashSet::new();
     let mut window: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
     let started = Instant::now();
     let mut last = None::<Instant>;
@@ -87,7 +91,17 @@ pub fn run(args: &NasArgs) -> std::io::Result<NasReport> {
         report.last_at = unix_now();
         last = Some(arrived);
         report.requests += 1;
-        window.push_back(arrived);
+        // The rate limit is on new requests: a retransmission is counted
+        // apart, not in the window.
+        let new = request
+            .get(4..20)
+            .and_then(|a| <[u8; 16]>::try_from(a).ok())
+            .is_none_or(|authenticator| seen.insert(authenticator));
+        if !new {
+            report.retransmissions += 1;
+        } else {
+            window.push_back(arrived);
+        }
         while window
             .front()
             .is_some_and(|&t| arrived.duration_since(t) >= Duration::from_secs(1))
@@ -129,8 +143,10 @@ fn request_authentic(request: &[u8], secret: &[u8]) -> bool {
 impl NasReport {
     pub fn print(&self) {
         println!(
-            "{} requests for {} sessions ({} invalid) over {:.2} s; at most {} in one second",
+            "{} requests ({} of them retransmissions) for {} sessions ({} invalid) over {:.2} s; \
+             at most {} new ones in one second",
             self.requests,
+            self.retransmissions,
             self.sessions,
             self.invalid,
             self.last_at - self.first_at,

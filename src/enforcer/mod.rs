@@ -94,8 +94,10 @@ struct Lane {
     in_flight: usize,
     identifiers: HashSet<u8>,
     next_identifier: u8,
-    /// When each request of the last second was started, oldest first.
+    /// When each request of the last second was sent, oldest first.
     started: VecDeque<Instant>,
+    /// Requests prepared, not sent yet: they count as if sent now.
+    reserved: usize,
 }
 
 impl Lane {
@@ -105,6 +107,7 @@ impl Lane {
             identifiers: HashSet::new(),
             next_identifier: 0,
             started: VecDeque::new(),
+            reserved: 0,
         }
     }
 
@@ -117,7 +120,7 @@ impl Lane {
         {
             self.started.pop_front();
         }
-        self.started.len() < per_second as usize
+        self.started.len() + self.reserved < per_second as usize
     }
 
     /// When the next request may start (the window is full).
@@ -452,7 +455,6 @@ impl<T: Transport> Enforcer<T> {
         nas: Arc<NasClient>,
         destination: SocketAddr,
     ) -> Option<Prepared> {
-        let now = Instant::now();
         let plan: Plan = request::plan(&job, &nas, &self.settings.load());
         let Some(identifier) = self.lane(&nas.name).allocate() else {
             self.queue.push_back(job);
@@ -466,7 +468,7 @@ impl<T: Transport> Enforcer<T> {
             return None;
         };
         let lane = self.lane(&nas.name);
-        lane.started.push_back(now);
+        lane.reserved += 1;
         lane.in_flight += 1;
         self.busy_sessions.insert(job.session_id);
         Some(Prepared {
@@ -518,6 +520,11 @@ impl<T: Transport> Enforcer<T> {
             }
             self.transport_send(request.destination, &request.packet)
                 .await;
+            // The window counts from the send: a claim that took a while
+            // must not let the next second's requests follow too closely.
+            let lane = self.lane(&request.nas.name);
+            lane.reserved = lane.reserved.saturating_sub(1);
+            lane.started.push_back(Instant::now());
             let prior = prior_outcome(&request.job);
             self.in_flight.insert(
                 (request.destination, request.identifier),
@@ -542,7 +549,7 @@ impl<T: Transport> Enforcer<T> {
         if let Some(lane) = self.lanes.get_mut(&request.nas.name) {
             lane.identifiers.remove(&request.identifier);
             lane.in_flight = lane.in_flight.saturating_sub(1);
-            lane.started.pop_back();
+            lane.reserved = lane.reserved.saturating_sub(1);
         }
         self.busy_sessions.remove(&request.job.session_id);
     }

@@ -367,6 +367,10 @@ fn no_second_sees_more_requests_than_the_nas_limit() {
     assert!(!lane.may_start(t0 + Duration::from_millis(999), 20));
     assert_eq!(lane.next_start(), Some(t0 + Duration::from_secs(1)));
     assert!(lane.may_start(t0 + Duration::from_secs(1), 20));
+    // Prepared but not sent yet counts too.
+    lane.reserved = 20;
+    assert!(!lane.may_start(t0 + Duration::from_secs(1), 20));
+    lane.reserved = 0;
     let t1 = t0 + Duration::from_millis(1500);
     for _ in 0..20 {
         assert!(lane.may_start(t1, 20));
