@@ -80,6 +80,8 @@ struct Figures {
     acct_cpu_us: f64,
     rss_mb: f64,
     runs_with_drops: usize,
+    /// Median share of CPU time taken by the hypervisor during the runs.
+    steal_pct: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -397,6 +399,8 @@ struct Run {
     report: Report,
     cpu_us_per_request: f64,
     drops: u64,
+    /// Share of the machine's CPU time the hypervisor took (%).
+    steal_pct: f64,
 }
 
 fn one_run(
@@ -406,10 +410,18 @@ fn one_run(
     load: &[String],
 ) -> Result<Run, String> {
     let drops = udp_drops();
+    let steal = steal_ticks();
+    let began = Instant::now();
     let cpu = cpu_us(server.pid);
     let report = bins.load(generator_core(args), load)?;
     let cpu = cpu_us(server.pid).saturating_sub(cpu);
     let drops = udp_drops().saturating_sub(drops);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let steal_pct = steal_ticks().saturating_sub(steal) as f64
+        / clock_ticks() as f64
+        / began.elapsed().as_secs_f64().max(1e-3)
+        / cores
+        * 100.0;
     if drops > 0 {
         eprintln!("   ({drops} UDP datagrams dropped by the kernel during this run)");
     }
@@ -417,7 +429,20 @@ fn one_run(
         cpu_us_per_request: cpu as f64 / (report.answered.max(1)) as f64,
         report,
         drops,
+        steal_pct,
     })
+}
+
+/// CPU time the hypervisor has taken from this machine so far (`steal` in
+/// `/proc/stat`), in clock ticks: on a virtual machine, the reason a run's
+/// tail latencies can be worse than the server's.
+fn steal_ticks() -> u64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    text.lines()
+        .next()
+        .and_then(|cpu| cpu.split_whitespace().nth(8))
+        .and_then(|steal| steal.parse().ok())
+        .unwrap_or(0)
 }
 
 fn load_args(args: &CompareArgs, kind: &str, rate: u64, port: u16) -> Vec<String> {
@@ -461,13 +486,14 @@ fn measure(
             .map(|i| {
                 let run = one_run(bins, args, server, &load_args(args, kind, rate, port))?;
                 eprintln!(
-                    "   {name} {kind} rate {}: run {}: {:.0}/s, p99 {} us, {} timeouts, {:.1} us CPU/request",
+                    "   {name} {kind} rate {}: run {}: {:.0}/s, p99 {} us, {} timeouts, {:.1} us CPU/request, {:.1} % stolen",
                     if rate == 0 { "max".to_owned() } else { rate.to_string() },
                     i + 1,
                     run.report.rate,
                     run.report.p99_us,
                     run.report.timeouts,
-                    run.cpu_us_per_request
+                    run.cpu_us_per_request,
+                    run.steal_pct
                 );
                 Ok(run)
             })
@@ -481,6 +507,13 @@ fn measure(
         .flat_map(|r| r.iter())
         .filter(|r| r.drops > 0)
         .count();
+    figures.steal_pct = median(
+        [&auth, &fixed, &acct]
+            .iter()
+            .flat_map(|r| r.iter())
+            .map(|r| r.steal_pct)
+            .collect(),
+    );
     let m = |runs: &[Run], f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
     figures.auth_max_rate = m(&auth, &|r| r.report.rate);
     figures.auth_cpu_us = m(&auth, &|r| r.cpu_us_per_request);
@@ -884,6 +917,10 @@ fn print_results(results: &Results) {
         (
             "runs with kernel UDP drops",
             Box::new(|x| x.runs_with_drops as f64),
+        ),
+        (
+            "CPU taken by the hypervisor during the runs (%)",
+            Box::new(|x| x.steal_pct),
         ),
     ];
     let _ = writeln!(
