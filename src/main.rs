@@ -7,6 +7,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use liberad::config::Config;
 
+/// mimalloc rather than glibc's malloc: each RADIUS request allocates and
+/// frees many small blocks and one task of a few kilobytes, and glibc's
+/// consolidation of its fast bins on every such task took a fifth of the
+/// daemon's CPU at full load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for a configuration error (EX_CONFIG from sysexits.h).
 const EXIT_CONFIG: u8 = 78;
 
