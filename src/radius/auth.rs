@@ -97,18 +97,24 @@ pub fn method<'a>(request: &Checked<'a>) -> Method<'a> {
 /// MS-CHAP-Response (RFC 2548 §2.1.3: ident, flags, LM-Response,
 /// NT-Response) with an 8-byte MS-CHAP-Challenge.
 fn ms_chap_v1<'a>(challenge: &'a [u8], response: &'a [u8]) -> Method<'a> {
-    let (Ok(challenge), true) = (<&[u8; 8]>::try_from(challenge), response.len() == 50) else {
+    // ident, flags, LM-Response (24 bytes), NT-Response (24 bytes)
+    let nt_response = response
+        .get(26..)
+        .and_then(|nt| <&[u8; 24]>::try_from(nt).ok());
+    let (Ok(challenge), Some(nt_response), [ident, flags, ..]) =
+        (<&[u8; 8]>::try_from(challenge), nt_response, response)
+    else {
         return Method::MsChapMalformed(
             "malformed MS-CHAP-Response or MS-CHAP-Challenge (50 and 8 bytes expected)",
         );
     };
-    if response[1] & 1 == 0 {
+    if flags & 1 == 0 {
         return Method::MsChapMalformed("MS-CHAP with a LAN Manager response only");
     }
     Method::MsChapV1 {
-        ident: response[0],
+        ident: *ident,
         challenge,
-        nt_response: response[26..50].try_into().expect("24 bytes"),
+        nt_response,
     }
 }
 
@@ -455,6 +461,41 @@ mod tests {
     use crate::radius::packet::{Attributes, Port, check, encode, hide_password, sign_request};
 
     const SECRET: &[u8] = b"s3cr3t";
+
+    #[test]
+    fn ms_chap_v1_fields_are_read_only_from_whole_attributes() {
+        let challenge = [7u8; 8];
+        let mut response = [0u8; 50];
+        response[0] = 9;
+        response[1] = 1;
+        response[26..].copy_from_slice(&[5u8; 24]);
+        match ms_chap_v1(&challenge, &response) {
+            Method::MsChapV1 {
+                ident,
+                challenge: c,
+                nt_response,
+            } => {
+                assert_eq!((ident, c, nt_response), (9, &challenge, &[5u8; 24]));
+            }
+            _ => panic!("a whole MS-CHAP-Response must be read"),
+        }
+        for (challenge, response) in [
+            (&challenge[..7], &response[..]),
+            (&challenge[..], &response[..49]),
+            (&challenge[..], &[0u8; 51][..]),
+            (&challenge[..], &[][..]),
+        ] {
+            assert!(matches!(
+                ms_chap_v1(challenge, response),
+                Method::MsChapMalformed(_)
+            ));
+        }
+        response[1] = 0;
+        assert!(matches!(
+            ms_chap_v1(&challenge, &response),
+            Method::MsChapMalformed("MS-CHAP with a LAN Manager response only")
+        ));
+    }
 
     fn settings(extra: &str) -> Settings {
         let dir = tempfile::tempdir().unwrap();

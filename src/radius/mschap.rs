@@ -98,7 +98,7 @@ pub fn challenge_hash(peer: &[u8; 16], authenticator: &[u8; 16], user: &[u8]) ->
         .chain_update(authenticator)
         .chain_update(user)
         .finalize();
-    digest[..8].try_into().expect("SHA-1 is 20 bytes")
+    leading(&digest.into())
 }
 
 /// ChallengeResponse (RFC 2759 §8.5): the challenge DES-encrypted with
@@ -107,8 +107,9 @@ pub fn challenge_response(challenge: &[u8; 8], hash: &NtHash) -> [u8; 24] {
     let mut key = [0u8; 21];
     key[..16].copy_from_slice(hash);
     let mut response = [0u8; 24];
-    for (third, out) in key.chunks_exact(7).zip(response.chunks_exact_mut(8)) {
-        let cipher = Des::new(&des_key(third.try_into().expect("7 bytes")).into());
+    for (n, out) in response.chunks_exact_mut(8).enumerate() {
+        let third: [u8; 7] = std::array::from_fn(|i| key[7 * n + i]);
+        let cipher = Des::new(&des_key(&third).into());
         let mut block = (*challenge).into();
         cipher.encrypt_block(&mut block);
         out.copy_from_slice(&block);
@@ -118,6 +119,12 @@ pub fn challenge_response(challenge: &[u8; 8], hash: &NtHash) -> [u8; 24] {
 
 /// Spreads 56 key bits over 8 bytes, one parity bit each (left clear:
 /// DES ignores it).
+/// The first `N` bytes of a SHA-1 digest (checked at compile time).
+fn leading<const N: usize>(digest: &[u8; 20]) -> [u8; N] {
+    const { assert!(N <= 20) };
+    std::array::from_fn(|i| digest[i])
+}
+
 fn des_key(seven: &[u8; 7]) -> [u8; 8] {
     let bits = seven.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
     std::array::from_fn(|i| {
@@ -180,7 +187,7 @@ pub fn master_key(hash: &NtHash, nt_response: &[u8; 24]) -> [u8; 16] {
         .chain_update(nt_response)
         .chain_update(MASTER_MAGIC)
         .finalize();
-    digest[..16].try_into().expect("SHA-1 is 20 bytes")
+    leading(&digest.into())
 }
 
 /// GetAsymmetricStartKey (RFC 3079 §3.4) for a 128-bit key, from the
@@ -197,7 +204,7 @@ pub fn server_start_key(master: &[u8; 16], send: bool) -> [u8; 16] {
         .chain_update(magic)
         .chain_update(SHS_PAD2)
         .finalize();
-    digest[..16].try_into().expect("SHA-1 is 20 bytes")
+    leading(&digest.into())
 }
 
 /// Verifies a peer's NT-Response against the login's NT hash; on success,
