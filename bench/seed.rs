@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Duration, Utc};
 use liberad::config::{DatabaseConfig, DatabaseUrl};
 use liberad::model::Actor;
-use liberad::store::{AccountingEvent, AccountingKind};
+use liberad::store::AccountingEvent;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct SubscribersArgs {
@@ -135,22 +135,14 @@ pub async fn seed(args: &SeedArgs) -> Result<String, String> {
             let events: Vec<AccountingEvent> = chunk
                 .iter()
                 .map(|(_, user)| AccountingEvent {
-                    kind: AccountingKind::Start,
                     at: now,
                     nas_name: "bench".into(),
                     nas_identity: "127.0.0.1".into(),
                     nas_address: "127.0.0.1".into(),
                     nas_ip_address: Some("127.0.0.1".into()),
-                    nas_identifier: None,
                     username: user.clone(),
                     acct_session_id: format!("online-{user}"),
-                    framed_ip_address: None,
-                    calling_station_id: None,
-                    nas_port_id: None,
-                    session_time: None,
-                    input_octets: 0,
-                    output_octets: 0,
-                    terminate_cause: None,
+                    ..AccountingEvent::default()
                 })
                 .collect();
             store

@@ -19,7 +19,7 @@ use liberad::config::DatabaseConfig;
 use liberad::model::{Actor, Password};
 use liberad::policy::ContractState;
 use liberad::radius::packet::{Attributes, attr, code};
-use liberad::store::{AccountingEvent, AccountingKind, NewContract, NewLogin, ReleaseRequest};
+use liberad::store::{AccountingEvent, NewContract, NewLogin, ReleaseRequest};
 use rustix::process::Signal;
 use serde_json::Value;
 
@@ -129,22 +129,13 @@ fn releases_that_ended_together(url: &str, n: usize) {
         }
         let events: Vec<AccountingEvent> = (0..n)
             .map(|i| AccountingEvent {
-                kind: AccountingKind::Start,
                 at: Utc::now(),
                 nas_name: "test".into(),
                 nas_identity: "127.0.0.1".into(),
                 nas_address: "127.0.0.1".into(),
-                nas_ip_address: None,
-                nas_identifier: None,
                 username: format!("u{i}"),
                 acct_session_id: format!("s{i}"),
-                framed_ip_address: None,
-                calling_station_id: None,
-                nas_port_id: None,
-                session_time: None,
-                input_octets: 0,
-                output_octets: 0,
-                terminate_cause: None,
+                ..AccountingEvent::default()
             })
             .collect();
         store.record_accounting(&events).await.unwrap();

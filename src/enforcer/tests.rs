@@ -21,7 +21,7 @@ use crate::radius::Settings;
 use crate::radius::packet::{self, Attributes, code};
 use crate::scheduler::{Scheduler, SchedulerHandle};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{AccountingEvent, AccountingKind, NewContract, ReleaseRequest, Store};
+use crate::store::{AccountingEvent, NewContract, ReleaseRequest, Store};
 
 const SECRET: &[u8] = b"coa-secret";
 
@@ -174,22 +174,14 @@ impl World {
             .await
             .unwrap();
         let event = AccountingEvent {
-            kind: AccountingKind::Start,
             at: self.clock.now(),
             nas_name: "n".into(),
             nas_identity: "10.0.0.1".into(),
             nas_address: "10.0.0.1".into(),
             nas_ip_address: Some("10.0.0.1".into()),
-            nas_identifier: None,
             username: format!("user-{contract}"),
             acct_session_id: format!("session-{contract}"),
-            framed_ip_address: None,
-            calling_station_id: None,
-            nas_port_id: None,
-            session_time: None,
-            input_octets: 0,
-            output_octets: 0,
-            terminate_cause: None,
+            ..AccountingEvent::default()
         };
         self.store.record_accounting(&[event]).await.unwrap();
     }

@@ -216,8 +216,9 @@ pub struct AuthRecord {
 }
 
 /// What an accounting packet says happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AccountingKind {
+    #[default]
     Start,
     Interim,
     Stop,
@@ -227,8 +228,9 @@ pub enum AccountingKind {
     Off,
 }
 
-/// One accounting packet's worth of change to the sessions table.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One accounting packet's worth of change to the sessions table. The
+/// default is a Start with nothing but its key left to fill in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccountingEvent {
     pub kind: AccountingKind,
     /// When it happened (arrival minus Acct-Delay-Time).

@@ -13,7 +13,7 @@ use common::{Daemon, write_file};
 use liberad::model::{Actor, Password};
 use liberad::radius::packet::attr;
 use liberad::store::{
-    AccountingEvent, AccountingKind, NewContract, NewLogin, ReleaseRequest,
+    AccountingEvent, NewContract, NewLogin, ReleaseRequest,
 };
 use rustix::process::Signal;
 use serde_json::Value;
@@ -308,22 +308,15 @@ fn a_release_that_ended_while_liberad_was_down_is_ended_and_enforced_at_start() 
         };
         store.add_login(login, &actor, two_days_ago).await.unwrap();
         let event = AccountingEvent {
-            kind: AccountingKind::Start,
             at: two_days_ago,
             nas_name: "test".into(),
             nas_identity: "127.0.0.1".into(),
             nas_address: "127.0.0.1".into(),
             nas_ip_address: Some("127.0.0.1".into()),
-            nas_identifier: None,
             username: "maria".into(),
             acct_session_id: "s-1".into(),
             framed_ip_address: Some("100.64.0.7".into()),
-            calling_station_id: None,
-            nas_port_id: None,
-            session_time: None,
-            input_octets: 0,
-            output_octets: 0,
-            terminate_cause: None,
+            ..AccountingEvent::default()
         };
         store.record_accounting(&[event]).await.unwrap();
         let request = ReleaseRequest {
