@@ -39,6 +39,9 @@ pub use transport::{Transport, UdpTransport};
 
 /// Pending jobs read from the store at a time.
 const FETCH: u32 = 1024;
+/// Answers already received that are handled before their outcomes are
+/// recorded together.
+const ANSWERS_AT_ONCE: usize = 256;
 /// Below this many queued jobs, more are read.
 const LOW_WATER: usize = 256;
 /// After a store error, wait this long before trying again.
@@ -250,7 +253,7 @@ impl<T: Transport> Enforcer<T> {
                     self.on_reply(from, &bytes).await;
                     // The answers already here too, so that their outcomes
                     // are recorded in one transaction.
-                    for _ in 1..FETCH {
+                    for _ in 1..ANSWERS_AT_ONCE {
                         match self.transport.recv().now_or_never() {
                             Some(Some((from, bytes))) => self.on_reply(from, &bytes).await,
                             _ => break,

@@ -314,12 +314,14 @@ impl Store for SqlStore {
             .map(audit_from)
             .collect::<Result<_, _>>()?;
         let parameters = load_parameters(&mut tx).await?;
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id IN ({}) ORDER BY started_at",
-            CONTRACT_SESSIONS.replace("$2", "$1")
-        );
-        let open_sessions = sqlx::query(&sql)
-            .bind(id)
+        let target = [(id, String::new())];
+        let mut query = with_open_sessions(&target);
+        query.push(format!(
+            " SELECT {SESSION_COLUMNS} FROM sessions \
+             WHERE id IN (SELECT id FROM open_sessions) ORDER BY started_at"
+        ));
+        let open_sessions = query
+            .build()
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -1301,15 +1303,6 @@ async fn end_batch(
     Ok(jobs)
 }
 
-/// The open sessions of a contract: those recorded for it, and those of
-/// its logins. A UNION, not an OR: with the OR, SQLite scanned every open
-/// session for each contract, and ending 100 000 releases at one instant
-/// took hours instead of seconds.
-const CONTRACT_SESSIONS: &str = "SELECT id FROM sessions \
-       WHERE stopped_at IS NULL AND contract_id = $2 \
-     UNION SELECT s.id FROM logins l JOIN sessions s ON s.username = l.username \
-       WHERE l.contract_id = $2 AND s.stopped_at IS NULL";
-
 /// Queues a CoA / Disconnect for every open session of a contract whose
 /// effective profile changes from `before` to `after`; older unsent jobs of
 /// those sessions are superseded. Returns the new jobs' ids.
@@ -1369,8 +1362,8 @@ async fn queue_enforcement_many(
         .push(", o.contract_id, o.id, ")
         .push_bind(profile_name(after))
         .push(
-            ", e.cause, 'pending' FROM open_sessions o \
-             JOIN ended e ON e.contract_id = o.contract_id RETURNING id, contract_id",
+            ", t.cause, 'pending' FROM open_sessions o \
+             JOIN targets t ON t.contract_id = o.contract_id RETURNING id, contract_id",
         );
     let rows = insert.build().fetch_all(&mut *conn).await?;
     rows.iter()
@@ -1378,12 +1371,14 @@ async fn queue_enforcement_many(
         .collect()
 }
 
-/// `WITH ended (contract_id, cause) AS (VALUES …), open_sessions (id,
-/// contract_id) AS (…)`: the contracts and their open sessions, those
-/// recorded for them and those of their logins, each found through an
-/// index.
+/// `WITH targets (contract_id, cause) AS (VALUES …), open_sessions (id,
+/// contract_id) AS (…)`: some contracts and their open sessions, those
+/// recorded for them and those of their logins. A UNION of two joins, each
+/// through an index: as one query with an OR, SQLite scanned every open
+/// session for each contract, and ending 100 000 releases at one instant
+/// took hours instead of seconds.
 fn with_open_sessions<'a>(contracts: &'a [(&'a str, String)]) -> QueryBuilder<'a, Db> {
-    let mut query = QueryBuilder::<Db>::new("WITH ended (contract_id, cause) AS (VALUES ");
+    let mut query = QueryBuilder::<Db>::new("WITH targets (contract_id, cause) AS (VALUES ");
     let mut rows = query.separated(", ");
     for (contract_id, cause) in contracts {
         rows.push("(")
@@ -1394,10 +1389,10 @@ fn with_open_sessions<'a>(contracts: &'a [(&'a str, String)]) -> QueryBuilder<'a
     }
     query.push(
         "), open_sessions (id, contract_id) AS ( \
-           SELECT s.id, s.contract_id FROM ended e \
-             JOIN sessions s ON s.contract_id = e.contract_id AND s.stopped_at IS NULL \
-           UNION SELECT s.id, l.contract_id FROM ended e \
-             JOIN logins l ON l.contract_id = e.contract_id \
+           SELECT s.id, s.contract_id FROM targets t \
+             JOIN sessions s ON s.contract_id = t.contract_id AND s.stopped_at IS NULL \
+           UNION SELECT s.id, l.contract_id FROM targets t \
+             JOIN logins l ON l.contract_id = t.contract_id \
              JOIN sessions s ON s.username = l.username AND s.stopped_at IS NULL)",
     );
     query
