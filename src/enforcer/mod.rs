@@ -495,7 +495,7 @@ impl<T: Transport> Enforcer<T> {
             .map(|r| JobClaim {
                 id: r.job.id,
                 kind: r.kind,
-                packet: r.packet.clone(),
+                packet: &r.packet,
             })
             .collect();
         let claimed = match self

@@ -152,10 +152,10 @@ pub struct Lease {
 
 /// A job about to be sent: the request built for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobClaim {
+pub struct JobClaim<'a> {
     pub id: i64,
     pub kind: RequestKind,
-    pub packet: Vec<u8>,
+    pub packet: &'a [u8],
 }
 
 /// How a job ended.
@@ -393,7 +393,7 @@ pub trait Store: Send + Sync {
     /// (superseded, or another instance took it).
     async fn claim_jobs(
         &self,
-        claims: &[JobClaim],
+        claims: &[JobClaim<'_>],
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError>;

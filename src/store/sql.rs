@@ -682,7 +682,7 @@ impl Store for SqlStore {
 
     async fn claim_jobs(
         &self,
-        claims: &[JobClaim],
+        claims: &[JobClaim<'_>],
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
@@ -696,7 +696,7 @@ impl Store for SqlStore {
             )
             .bind(claim.id)
             .bind(claim.kind.as_str())
-            .bind(&claim.packet)
+            .bind(claim.packet)
             .bind(now.timestamp())
             .bind(&lease.instance)
             .bind(lease.until.timestamp())
