@@ -20,6 +20,11 @@ pub const ENV_PREFIX: &str = "LIBERAD";
 /// Environment variable read by `liberactl` for the socket path; not a
 /// config key, so the daemon leaves it alone.
 pub const ENV_SOCKET: &str = "LIBERAD_SOCKET";
+/// Environment variable read by `liberactl` for the operator's name.
+pub const ENV_OPERATOR: &str = "LIBERAD_OPERATOR";
+/// The variables `liberactl` documents: an operator may export them in a
+/// profile, so they never stop the daemon from starting.
+pub const CLI_VARIABLES: [&str; 2] = [ENV_SOCKET, ENV_OPERATOR];
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -137,9 +142,15 @@ pub struct RadiusConfig {
     /// Socket receive buffer (SO_RCVBUF) in bytes; default: the system's.
     #[serde(default)]
     pub recv_buffer_bytes: Option<usize>,
-    /// Requests processed at once; a packet beyond is dropped and counted.
+    /// Access-Requests processed at once; a packet beyond is dropped and
+    /// counted.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Accounting-Requests waiting for the database at once, apart from
+    /// authentication, so that a stalled writer never stops the answers
+    /// to logins.
+    #[serde(default = "default_max_in_flight")]
+    pub max_accounting_in_flight: usize,
     /// How long a reply is kept to answer retransmissions identically.
     #[serde(default = "default_duplicate_window_secs")]
     pub duplicate_window_secs: u64,
@@ -205,6 +216,7 @@ impl Default for RadiusConfig {
             acct_listen: default_acct_listen(),
             recv_buffer_bytes: None,
             max_in_flight: default_max_in_flight(),
+            max_accounting_in_flight: default_max_in_flight(),
             duplicate_window_secs: default_duplicate_window_secs(),
             dictionaries: Vec::new(),
             reject_message: None,
@@ -316,6 +328,15 @@ pub struct DatabaseConfig {
     /// With `on_outage = "cache"`: how old a remembered login may be.
     #[serde(default = "default_cache_ttl_secs")]
     pub cache_ttl_secs: u64,
+    /// With `on_outage = "cache"`: how many logins are remembered at most
+    /// (the least recently seen are forgotten first).
+    #[serde(default = "default_cache_logins")]
+    pub cache_logins: usize,
+    /// SQLite: whether liberad may create the database file when it is
+    /// missing. With `false`, a missing database is an error at start,
+    /// never a silent fresh start.
+    #[serde(default = "default_true")]
+    pub create: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -326,6 +347,8 @@ impl Default for DatabaseConfig {
             acquire_timeout_ms: default_acquire_timeout_ms(),
             on_outage: OutagePolicy::default(),
             cache_ttl_secs: default_cache_ttl_secs(),
+            cache_logins: default_cache_logins(),
+            create: true,
         }
     }
 }
@@ -354,9 +377,14 @@ pub struct AdminConfig {
     /// Connections served at once; more are answered `busy` and closed.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// A connection silent for this long is closed.
+    /// A connection silent for this long between requests is closed.
     #[serde(default = "default_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
+    /// A request must arrive whole within this long: its first line after
+    /// the connection opens, and each line once its first byte came, so
+    /// that a slow or silent client does not hold a slot.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
 }
 
 impl Default for AdminConfig {
@@ -366,6 +394,7 @@ impl Default for AdminConfig {
             socket_mode: default_socket_mode(),
             max_connections: default_max_connections(),
             idle_timeout_secs: default_idle_timeout_secs(),
+            request_timeout_secs: default_request_timeout_secs(),
         }
     }
 }
@@ -373,6 +402,10 @@ impl Default for AdminConfig {
 impl AdminConfig {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
     }
 }
 
@@ -436,6 +469,10 @@ fn default_cache_ttl_secs() -> u64 {
     300
 }
 
+fn default_cache_logins() -> usize {
+    100_000
+}
+
 fn default_retry_initial_ms() -> u64 {
     2000
 }
@@ -490,6 +527,10 @@ fn default_max_connections() -> usize {
 
 fn default_idle_timeout_secs() -> u64 {
     300
+}
+
+fn default_request_timeout_secs() -> u64 {
+    10
 }
 
 fn default_log_level() -> String {
@@ -623,6 +664,10 @@ impl Config {
         );
         check(r.max_in_flight != o.max_in_flight, "radius.max_in_flight");
         check(
+            r.max_accounting_in_flight != o.max_accounting_in_flight,
+            "radius.max_accounting_in_flight",
+        );
+        check(
             r.duplicate_window_secs != o.duplicate_window_secs,
             "radius.duplicate_window_secs",
         );
@@ -660,7 +705,7 @@ impl Config {
             .filter(|(k, _)| {
                 k.to_ascii_uppercase()
                     .starts_with(&format!("{ENV_PREFIX}_"))
-                    && !k.eq_ignore_ascii_case(ENV_SOCKET)
+                    && !CLI_VARIABLES.iter().any(|cli| k.eq_ignore_ascii_case(cli))
             })
             .collect();
         let from_env: Vec<String> = overrides.keys().cloned().collect();
@@ -688,52 +733,28 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks that need more than one value's type.
+    /// Checks that need more than one value's type: every numeric key
+    /// within its documented range, values that depend on each other, and
+    /// the RADIUS settings compiled.
     fn validate(&self) -> Result<(), String> {
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
-            .map_err(|e| format!("log.level: {:?} is not a log filter: {e}", self.log.level))?;
+        check_log_level(&self.log.level)?;
         if self.admin.socket.as_os_str().is_empty() {
             return Err("admin.socket: the socket path is empty".to_owned());
-        }
-        if self.database.max_connections == 0 {
-            return Err("database.max_connections: must be at least 1".to_owned());
-        }
-        if self.database.acquire_timeout_ms == 0 {
-            return Err("database.acquire_timeout_ms: must be at least 1".to_owned());
-        }
-        if self.admin.max_connections == 0 {
-            return Err("admin.max_connections: must be at least 1".to_owned());
-        }
-        if self.admin.idle_timeout_secs == 0 {
-            return Err("admin.idle_timeout_secs: must be at least 1".to_owned());
         }
         if self.state_dir.as_os_str().is_empty() {
             return Err("state_dir: the directory is empty".to_owned());
         }
         DatabaseUrl::parse(&self.database_url())?;
-        if self.radius.max_in_flight == 0 {
-            return Err("radius.max_in_flight: must be at least 1".to_owned());
-        }
-        if self.radius.duplicate_window_secs == 0 || self.radius.duplicate_window_secs > 60 {
-            return Err("radius.duplicate_window_secs: must be from 1 to 60".to_owned());
+        for range in self.ranges() {
+            range.check()?;
         }
         let e = &self.enforcement;
-        if e.retry_initial_ms == 0 || e.retry_max_ms < e.retry_initial_ms {
-            return Err(
-                "enforcement.retry_initial_ms / retry_max_ms: need 0 < initial <= max".to_owned(),
-            );
-        }
-        if e.max_sends == 0 || e.max_sends > 20 {
-            return Err("enforcement.max_sends: must be from 1 to 20".to_owned());
-        }
-        if e.max_in_flight_per_nas == 0 || e.max_in_flight_per_nas > 255 {
-            return Err(
-                "enforcement.max_in_flight_per_nas: must be from 1 to 255 (RADIUS identifiers)"
-                    .to_owned(),
-            );
-        }
-        if e.max_per_second_per_nas == 0 {
-            return Err("enforcement.max_per_second_per_nas: must be at least 1".to_owned());
+        if e.retry_max_ms < e.retry_initial_ms {
+            return Err(format!(
+                "enforcement.retry_max_ms: {} is below retry_initial_ms ({}); need \
+                 initial <= max",
+                e.retry_max_ms, e.retry_initial_ms
+            ));
         }
         if e.lease_secs.saturating_mul(1000) < e.retry_max_ms.saturating_mul(2) {
             return Err(
@@ -742,11 +763,106 @@ impl Config {
                     .to_owned(),
             );
         }
-        if e.expiry_batch == 0 {
-            return Err("enforcement.expiry_batch: must be at least 1".to_owned());
+        for (i, nas) in self.nas.iter().enumerate() {
+            Range::new(format!("nas[{i}].coa_port"), nas.coa_port, 1, 65_535).check()?;
         }
         crate::radius::Settings::build(self)?;
         Ok(())
+    }
+
+    /// Every numeric key of the configuration with its allowed range (the
+    /// README's configuration reference lists the same).
+    fn ranges(&self) -> Vec<Range> {
+        let (d, a, r, e) = (&self.database, &self.admin, &self.radius, &self.enforcement);
+        let mut ranges = vec![
+            Range::new("database.max_connections", d.max_connections, 1, 1_000),
+            Range::new(
+                "database.acquire_timeout_ms",
+                d.acquire_timeout_ms,
+                1,
+                600_000,
+            ),
+            Range::new("database.cache_ttl_secs", d.cache_ttl_secs, 1, 86_400),
+            Range::new("database.cache_logins", d.cache_logins, 1, 10_000_000),
+            Range::new("admin.max_connections", a.max_connections, 1, 1_024),
+            Range::new("admin.idle_timeout_secs", a.idle_timeout_secs, 1, 86_400),
+            Range::new(
+                "admin.request_timeout_secs",
+                a.request_timeout_secs,
+                1,
+                3_600,
+            ),
+            Range::new("radius.max_in_flight", r.max_in_flight, 1, 65_536),
+            Range::new(
+                "radius.max_accounting_in_flight",
+                r.max_accounting_in_flight,
+                1,
+                65_536,
+            ),
+            Range::new(
+                "radius.duplicate_window_secs",
+                r.duplicate_window_secs,
+                1,
+                60,
+            ),
+            Range::new(
+                "enforcement.retry_initial_ms",
+                e.retry_initial_ms,
+                10,
+                60_000,
+            ),
+            Range::new("enforcement.retry_max_ms", e.retry_max_ms, 10, 600_000),
+            Range::new("enforcement.max_sends", e.max_sends, 1, 20),
+            Range::new(
+                "enforcement.max_in_flight_per_nas",
+                e.max_in_flight_per_nas,
+                1,
+                255,
+            ),
+            Range::new(
+                "enforcement.max_per_second_per_nas",
+                e.max_per_second_per_nas,
+                1,
+                100_000,
+            ),
+            Range::new(
+                "enforcement.wait_timeout_secs",
+                e.wait_timeout_secs,
+                1,
+                3_600,
+            ),
+            Range::new("enforcement.expiry_batch", e.expiry_batch, 1, 10_000),
+            Range::new("enforcement.lease_secs", e.lease_secs, 1, 86_400),
+        ];
+        if let Some(bytes) = r.recv_buffer_bytes {
+            ranges.push(Range::new(
+                "radius.recv_buffer_bytes",
+                bytes,
+                4_096,
+                1 << 30,
+            ));
+        }
+        ranges
+    }
+
+    /// What is valid but probably not meant: said at every start (and by
+    /// `--check-config`), never refused.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.nas.is_empty() {
+            warnings.push(
+                "no [[nas]] entry: every RADIUS packet will be dropped until one is added"
+                    .to_owned(),
+            );
+        }
+        if self.admin.socket_mode & 0o007 != 0 {
+            warnings.push(format!(
+                "admin.socket_mode {:04o} lets every local user connect to the admin socket \
+                 and release contracts; use \"0660\" and put operators in liberad's group",
+                self.admin.socket_mode
+            ));
+        }
+        warnings
     }
 
     /// This instance's name in the enforcement outbox.
@@ -767,6 +883,86 @@ impl Config {
             None => format!("sqlite://{}", self.state_dir.join("liberad.db").display()),
         }
     }
+}
+
+/// A numeric key, its value and the values it may take.
+struct Range {
+    key: String,
+    value: u64,
+    min: u64,
+    max: u64,
+}
+
+impl Range {
+    fn new(key: impl Into<String>, value: impl TryInto<u64>, min: u64, max: u64) -> Range {
+        Range {
+            key: key.into(),
+            // Every value that does not fit a u64 is above any maximum.
+            value: value.try_into().unwrap_or(u64::MAX),
+            min,
+            max,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if (self.min..=self.max).contains(&self.value) {
+            return Ok(());
+        }
+        Err(format!(
+            "{}: {} is out of range (from {} to {})",
+            self.key, self.value, self.min, self.max
+        ))
+    }
+}
+
+/// The levels `[log] level` takes, alone or after `target=`.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Accepts a level (`info`) or a list of directives (`liberad=debug,sqlx=warn`),
+/// each naming one of [`LOG_LEVELS`]. A word that is not a level would be
+/// read by `tracing` as a target name and silence every line.
+fn check_log_level(filter: &str) -> Result<(), String> {
+    let refuse = |why: String| {
+        Err(format!(
+            "log.level: {filter:?} {why} (a level is one of {}; a filter looks like \
+             \"liberad=debug,sqlx=warn\")",
+            LOG_LEVELS.join(", ")
+        ))
+    };
+    let is_level = |word: &str| {
+        LOG_LEVELS
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(word.trim()))
+    };
+    if filter.trim().is_empty() {
+        return refuse("is empty".to_owned());
+    }
+    for directive in filter.split(',') {
+        let directive = directive.trim();
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) => {
+                let target_ok = !target.trim().is_empty()
+                    && target
+                        .trim()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.'));
+                if !target_ok {
+                    return refuse(format!(
+                        "has {:?}, which is not a module name",
+                        target.trim()
+                    ));
+                }
+                level
+            }
+            None => directive,
+        };
+        if !is_level(level) {
+            return refuse(format!("has {:?}, which is not a level", level.trim()));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(drop)
+        .or_else(|e| refuse(format!("is not a log filter: {e}")))
 }
 
 /// Whether a NAS address (IP or CIDR) covers loopback addresses only.
@@ -920,6 +1116,7 @@ mod tests {
                 ("LIBERAD_TIMEZONE", "America/Manaus"),
                 ("LIBERAD_ADMIN__MAX_CONNECTIONS", "4"),
                 ("LIBERAD_SOCKET", "/tmp/ignored.sock"),
+                ("LIBERAD_OPERATOR", "ana"),
                 ("OTHER_DATABASE__URL", "sqlite://c.db"),
             ],
         )
@@ -968,6 +1165,106 @@ mod tests {
         }
         let e = error_of("timezone = \n");
         assert!(e.contains("TOML"), "{e}");
+    }
+
+    #[test]
+    fn log_levels_are_levels_or_filters_of_levels() {
+        for good in [
+            "info",
+            "WARN",
+            "off",
+            "liberad=debug,sqlx=warn",
+            "debug,liberad::radius=trace",
+        ] {
+            load(&format!("[log]\nlevel = \"{good}\"\n"), &[]).unwrap();
+        }
+        for bad in [
+            "warning",
+            "verbose",
+            "",
+            "liberad=loud",
+            "=debug",
+            "info,chatty",
+            "a b=info",
+        ] {
+            let e = error_of(&format!("[log]\nlevel = \"{bad}\"\n"));
+            assert!(
+                e.contains("log.level") && e.contains("a level is one of"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn numeric_keys_outside_their_range_are_refused() {
+        let huge = "4611686018427387904";
+        for (section, key) in [
+            ("radius", "max_in_flight"),
+            ("radius", "max_accounting_in_flight"),
+            ("radius", "recv_buffer_bytes"),
+            ("radius", "duplicate_window_secs"),
+            ("admin", "max_connections"),
+            ("admin", "idle_timeout_secs"),
+            ("admin", "request_timeout_secs"),
+            ("database", "max_connections"),
+            ("database", "acquire_timeout_ms"),
+            ("database", "cache_ttl_secs"),
+            ("database", "cache_logins"),
+            ("enforcement", "max_sends"),
+            ("enforcement", "max_per_second_per_nas"),
+            ("enforcement", "wait_timeout_secs"),
+            ("enforcement", "expiry_batch"),
+            ("enforcement", "max_in_flight_per_nas"),
+        ] {
+            for value in [huge, "0"] {
+                let e = error_of(&format!("[{section}]\n{key} = {value}\n"));
+                // Keys of 32 bits refuse a huge number by its type.
+                assert!(
+                    e.contains(&format!("{section}.{key}"))
+                        && (e.contains("out of range") || e.contains("32 bit")),
+                    "{section}.{key} = {value}: {e}"
+                );
+            }
+        }
+        let e = error_of("[enforcement]\nretry_initial_ms = 5000\nretry_max_ms = 1000\n");
+        assert!(e.contains("retry_max_ms"), "{e}");
+        let e = error_of(
+            "[[nas]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\ncoa_port = 0\n",
+        );
+        assert!(e.contains("coa_port"), "{e}");
+        // A negative number does not fit the key's type at all.
+        let e = error_of("[radius]\nmax_in_flight = -1\n");
+        assert!(e.contains("max_in_flight"), "{e}");
+    }
+
+    #[test]
+    fn what_is_probably_not_meant_is_warned_about() {
+        let c = load("", &[]).unwrap();
+        let warnings = c.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("[[nas]]"), "{warnings:?}");
+        let c = load(
+            "[admin]\nsocket_mode = \"0666\"\n[[nas]]\nname = \"a\"\naddress = \"127.0.0.1\"\nsecret = \"s\"\n",
+            &[],
+        )
+        .unwrap();
+        let warnings = c.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("0666"), "{warnings:?}");
+        let c = load(
+            "[admin]\nsocket_mode = \"0660\"\n[[nas]]\nname = \"a\"\naddress = \"127.0.0.1\"\nsecret = \"s\"\n",
+            &[],
+        )
+        .unwrap();
+        assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn an_unknown_variable_is_refused_by_name() {
+        let e = load("", &[("LIBERAD_COLOUR", "red")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour") && e.contains("LIBERAD_COLOUR"), "{e}");
     }
 
     #[test]

@@ -95,12 +95,15 @@ pub async fn run(
     log: Option<LogControl>,
     mut controls: mpsc::UnboundedReceiver<Control>,
 ) -> Result<(), StartError> {
+    for warning in config.warnings() {
+        tracing::warn!("configuration: {warning}");
+    }
     std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::StateDir {
         path: config.state_dir.clone(),
         source,
     })?;
     let url = config.database_url();
-    let store = store::open(&config.database, &url).await?;
+    let store = store::open_in(&config.database, &url, Some(&config.state_dir)).await?;
     tracing::info!(
         database = %crate::config::redact_url(&url),
         timezone = config.timezone.name(),
@@ -283,6 +286,9 @@ impl Reloader {
                 metrics::gauge!(telemetry::LAST_RELOAD_SUCCESS).set(0.0);
             }
             Ok((config, settings)) => {
+                for warning in config.warnings() {
+                    tracing::warn!("configuration: {warning}");
+                }
                 self.radius.apply(Arc::new(settings));
                 if let Some(log) = &self.log
                     && let Err(e) = log.set_level(&config.log.level)

@@ -44,6 +44,9 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
+        for warning in config.warnings() {
+            eprintln!("liberad: warning: {warning}");
+        }
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }

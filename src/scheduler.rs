@@ -67,7 +67,7 @@ impl Scheduler {
     /// older unsent enforcement of the same sessions.
     pub async fn catch_up(&self) {
         if let Err(e) = self.end_due().await {
-            tracing::error!(error = %e, "scheduler: releases not ended at start-up; retrying");
+            crate::store::log_failure("scheduler: releases not ended at start-up; retrying", &e);
         }
     }
 
@@ -80,7 +80,7 @@ impl Scheduler {
                     .min(MAX_SLEEP),
                 Ok(None) => MAX_SLEEP,
                 Err(e) => {
-                    tracing::error!(error = %e, "scheduler: releases not ended; retrying");
+                    crate::store::log_failure("scheduler: releases not ended; retrying", &e);
                     STORE_RETRY
                 }
             };

@@ -39,6 +39,10 @@ pub const SESSIONS_ONLINE: &str = "liberad_sessions_online";
 pub const OUTBOX_DEPTH: &str = "liberad_enforcement_outbox_depth";
 /// Releases running.
 pub const RELEASES_RUNNING: &str = "liberad_releases_running";
+/// 1 while the database takes writes, 0 while it refuses them.
+pub const DATABASE_WRITABLE: &str = "liberad_database_writable";
+/// Writes the database refused, by cause (disk full, read-only, ...).
+pub const DATABASE_WRITE_FAILURES: &str = "liberad_database_write_failures_total";
 
 /// Longest request head read from a scraper.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -136,6 +140,8 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<String> {
 }
 
 async fn refresh_gauges(store: &dyn Store) {
+    let writable = store.write_status().writable;
+    metrics::gauge!(DATABASE_WRITABLE).set(if writable { 1.0 } else { 0.0 });
     match store.counts().await {
         Ok(counts) => {
             metrics::gauge!(SESSIONS_ONLINE).set(counts.sessions_online as f64);

@@ -156,13 +156,25 @@ impl Admin {
         };
         let now = self.clock.now();
         Ok(match request {
-            Request::Ping => Response::success("liberad is running").with_data(&Pong {
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                timezone: self.timezone.name().to_owned(),
-                radius_auth: self.radius.as_ref().map(|r| r.auth.to_string()),
-                radius_acct: self.radius.as_ref().map(|r| r.acct.to_string()),
-                metrics: self.metrics.map(|m| m.to_string()),
-            }),
+            Request::Ping => {
+                let database = self.store.write_status();
+                let message = match (&database.cause, database.since) {
+                    (Some(cause), Some(since)) if !database.writable => format!(
+                        "liberad is running, but its database refuses writes ({cause}) since {}: \
+                         accounting is not acknowledged and changes are refused",
+                        policy::format_local(since, self.timezone)
+                    ),
+                    _ => "liberad is running".to_owned(),
+                };
+                Response::success(message).with_data(&Pong {
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    timezone: self.timezone.name().to_owned(),
+                    radius_auth: self.radius.as_ref().map(|r| r.auth.to_string()),
+                    radius_acct: self.radius.as_ref().map(|r| r.acct.to_string()),
+                    metrics: self.metrics.map(|m| m.to_string()),
+                    database: Some(database),
+                })
+            }
             Request::Sessions {
                 contract,
                 online,
@@ -274,11 +286,10 @@ impl Admin {
                 if let Some(settings) = self.radius_settings() {
                     for attribute in &reply {
                         settings
-                            .dictionary
-                            .encode(attribute)
-                            .map_err(|e| model::InvalidValue {
+                            .encode_login_attribute(attribute)
+                            .map_err(|problem| model::InvalidValue {
                                 field: "attribute",
-                                problem: e.to_string(),
+                                problem,
                             })?;
                     }
                 }
@@ -605,11 +616,7 @@ impl Admin {
         let settings = self.radius_settings();
         let parsed = tokio::task::spawn_blocking(move || match settings {
             Some(settings) => import::parse_with(&text, &|attribute| {
-                settings
-                    .dictionary
-                    .encode(attribute)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                settings.encode_login_attribute(attribute).map(drop)
             }),
             None => import::parse(&text),
         })
@@ -724,23 +731,22 @@ impl Admin {
             StoreError::InvalidParameter(e) => {
                 Response::refusal(code::INVALID_VALUE, e.to_string())
             }
-            StoreError::Database(
-                e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)),
-            ) => {
-                tracing::error!(error = %e, "admin request failed: the database cannot be reached");
-                Response::refusal(
-                    code::DATABASE_UNAVAILABLE,
-                    format!("the database cannot be reached ({e}); nothing was changed, try again"),
-                )
-            }
-            e @ (StoreError::Database(_)
-            | StoreError::Read(_)
-            | StoreError::Migration(_)
-            | StoreError::Setup(_)
-            | StoreError::Corrupt(_)) => {
-                tracing::error!(error = %e, "admin request failed");
-                Response::refusal(code::INTERNAL, format!("the request was not done: {e}"))
-            }
+            e => match e.outage_cause() {
+                Some(cause) => {
+                    tracing::warn!(error = %e, cause, "admin request failed: the database is not available");
+                    Response::refusal(
+                        code::DATABASE_UNAVAILABLE,
+                        format!(
+                            "the database is not available ({cause}): {e}; nothing was \
+                             changed, try again once it is"
+                        ),
+                    )
+                }
+                None => {
+                    tracing::error!(error = %e, "admin request failed");
+                    Response::refusal(code::INTERNAL, format!("the request was not done: {e}"))
+                }
+            },
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::import::RejectedRow;
 use crate::model::{AuditEntry, Contract, EnforcementJob, Login, Release};
 use crate::policy::{ContractState, Parameters, Profile};
-use crate::store::{ImportCounts, SessionEnforcement};
+use crate::store::{ImportCounts, SessionEnforcement, WriteStatus};
 
 /// Longest request line the daemon reads; longer ones are refused.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
@@ -327,6 +327,9 @@ pub struct Pong {
     /// Where `/metrics` is served, if anywhere.
     #[serde(default)]
     pub metrics: Option<String>,
+    /// Whether the database takes writes, and if not, why and since when.
+    #[serde(default)]
+    pub database: Option<WriteStatus>,
 }
 
 /// `contract show`: the contract summary ("resumo do contrato").

@@ -3,7 +3,8 @@
 //! Exit codes, for scripts: 0 done; 1 refused by a rule (cooldown, already
 //! released, unknown contract, ...); 2 usage error (bad arguments, a value
 //! or file the daemon refused as invalid); 3 daemon unreachable; 4 the
-//! daemon failed to do it (busy, internal error).
+//! daemon failed to do it (busy, internal error, its database down; for
+//! `ping`: running, but its database refuses writes).
 
 mod client;
 mod output;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::admin::protocol::{Request, Response, Scalar, code};
-use crate::config::{Config, ENV_SOCKET};
+use crate::config::{Config, ENV_OPERATOR, ENV_SOCKET};
 use crate::policy::ContractState;
 use client::Client;
 
@@ -45,7 +46,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Operator name recorded in the audit log (default: your login name).
-    #[arg(long, global = true, env = "LIBERAD_OPERATOR", value_name = "NAME")]
+    #[arg(long, global = true, env = ENV_OPERATOR, value_name = "NAME")]
     operator: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -266,6 +267,9 @@ fn run(cli: Cli) -> u8 {
     match outcome {
         Ok(response) => {
             view.print(&response);
+            if matches!(cli.command, Command::Ping) && !database_writable(&response) {
+                return exit::FAILED;
+            }
             exit_code(&response)
         }
         Err(client::Failure::Usage(message)) => {
@@ -440,6 +444,18 @@ fn import(
         }
     }
     client.call(&Request::ImportCommit { skip_invalid })
+}
+
+/// Whether a `ping` answer says the database takes writes (an answer
+/// without the field comes from a daemon that does not tell).
+fn database_writable(response: &Response) -> bool {
+    response
+        .data
+        .as_ref()
+        .and_then(|d| d.get("database"))
+        .and_then(|d| d.get("writable"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(true)
 }
 
 /// The exit status for a response.

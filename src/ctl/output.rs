@@ -74,13 +74,22 @@ impl View<'_> {
                 data::<Vec<EnforcementJob>>(response).map(|list| enforcement(&list, tz))
             }
             Command::Ping => data::<Pong>(response).map(|p| {
-                format!(
+                let mut text = format!(
                     "{message}: version {}, time zone {}, RADIUS auth {}, accounting {}\n",
                     p.version,
                     p.timezone,
                     p.radius_auth.as_deref().unwrap_or("-"),
                     p.radius_acct.as_deref().unwrap_or("-")
-                )
+                );
+                if let Some(database) = p.database.filter(|d| !d.writable) {
+                    text.push_str(&format!(
+                        "database: refuses writes ({}), {} failed writes; last error: {}\n",
+                        database.cause.as_deref().unwrap_or("unknown cause"),
+                        database.failures,
+                        database.error.as_deref().unwrap_or("-")
+                    ));
+                }
+                text
             }),
             Command::Import { .. } => data::<ImportReport>(response)
                 .map(|r| format!("{message}\n{}", rejected_rows(&r.rejected))),

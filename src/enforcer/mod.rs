@@ -219,7 +219,7 @@ impl<T: Transport> Enforcer<T> {
     /// identically, at the next start.
     pub async fn run(mut self, shutdown: CancellationToken, drain: Duration) {
         while let Err(e) = self.take_over().await {
-            tracing::error!(error = %e, "enforcement: cannot read the outbox; retrying");
+            crate::store::log_failure("enforcement: cannot read the outbox; retrying", &e);
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(STORE_RETRY) => {}
@@ -228,7 +228,7 @@ impl<T: Transport> Enforcer<T> {
         loop {
             let mut store_failed = false;
             if let Err(e) = self.pump().await {
-                tracing::error!(error = %e, "enforcement: outbox not processed; retrying");
+                crate::store::log_failure("enforcement: outbox not processed; retrying", &e);
                 store_failed = true;
             }
             let deadline = self
@@ -269,7 +269,10 @@ impl<T: Transport> Enforcer<T> {
                     if Instant::now() >= self.takeover_at
                         && let Err(e) = self.take_over().await
                     {
-                        tracing::error!(error = %e, "enforcement: cannot look for abandoned requests");
+                        crate::store::log_failure(
+                            "enforcement: cannot look for abandoned requests",
+                            &e,
+                        );
                     }
                 }
             }
@@ -572,7 +575,7 @@ impl<T: Transport> Enforcer<T> {
             return;
         };
         if let Err(e) = self.conclude(flight, key, Some(answer)).await {
-            tracing::error!(error = %e, "enforcement: outcome not recorded");
+            crate::store::log_failure("enforcement: outcome not recorded", &e);
         }
     }
 
@@ -603,7 +606,7 @@ impl<T: Transport> Enforcer<T> {
                         continue;
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "enforcement: retransmission not recorded");
+                        crate::store::log_failure("enforcement: retransmission not recorded", &e);
                     }
                 }
                 self.transport_send(flight.destination, &flight.packet)
@@ -614,7 +617,7 @@ impl<T: Transport> Enforcer<T> {
                 continue;
             }
             if let Err(e) = self.conclude(flight, key, None).await {
-                tracing::error!(error = %e, "enforcement: outcome not recorded");
+                crate::store::log_failure("enforcement: outcome not recorded", &e);
             }
         }
     }

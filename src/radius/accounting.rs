@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::packet::Checked;
 use super::settings::NasClient;
-use crate::store::{AccountingEvent, AccountingKind, Store};
+use crate::store::{AccountingEvent, AccountingKind, Store, StoreError};
 
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -167,21 +167,50 @@ async fn write_batches(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>) {
         let (events, waiting): (Vec<AccountingEvent>, Vec<oneshot::Sender<bool>>) =
             batch.drain(..).map(|job| (job.event, job.durable)).unzip();
         let written = match store.record_accounting(&events).await {
-            Ok(()) => true,
-            Err(e) => {
-                if let Some(held) = failures.allow(tokio::time::Instant::now()) {
-                    tracing::error!(
-                        error = %e,
-                        events = events.len(),
-                        also_failed_since_last_line = held,
-                        "accounting not recorded (not answered: the NAS will retry)"
-                    );
+            Ok(()) => vec![true; events.len()],
+            // Something in the batch the database would not take (not the
+            // database itself): each event alone, so that one bad request
+            // never costs the others their answer.
+            Err(e) if e.outage_cause().is_none() && events.len() > 1 => {
+                let mut written = Vec::with_capacity(events.len());
+                for event in &events {
+                    let one = store.record_accounting(std::slice::from_ref(event)).await;
+                    if let Err(e) = &one {
+                        log_unrecorded(&failures, e, 1);
+                    }
+                    written.push(one.is_ok());
                 }
-                false
+                written
+            }
+            Err(e) => {
+                log_unrecorded(&failures, &e, events.len());
+                vec![false; events.len()]
             }
         };
-        for sender in waiting {
-            let _ = sender.send(written);
+        for (sender, durable) in waiting.into_iter().zip(written) {
+            let _ = sender.send(durable);
+        }
+    }
+}
+
+/// Logs accounting left unrecorded, once in a while: at debug level when
+/// the database refuses writes (the store logs that, with its cause).
+fn log_unrecorded(throttle: &super::outage::Throttle, error: &StoreError, events: usize) {
+    if let Some(held) = throttle.allow(tokio::time::Instant::now()) {
+        if error.outage_cause().is_some() {
+            tracing::debug!(
+                %error,
+                events,
+                also_failed_since_last_line = held,
+                "accounting not recorded (not answered: the NAS will retry)"
+            );
+        } else {
+            tracing::error!(
+                %error,
+                events,
+                also_failed_since_last_line = held,
+                "accounting not recorded (not answered: the NAS will retry)"
+            );
         }
     }
 }

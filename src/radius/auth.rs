@@ -204,7 +204,9 @@ pub fn decide(
     let mut attributes = compiled.reply.clone();
     if compiled.login_reply {
         for attribute in &record.reply {
-            match settings.dictionary.encode(attribute) {
+            // Stored before these checks existed, or under other
+            // dictionaries: skipped, never sent.
+            match settings.encode_login_attribute(attribute) {
                 Ok(wire) => attributes.push(wire),
                 Err(e) => tracing::warn!(
                     user = %record.username,

@@ -3,6 +3,7 @@
 //! - [`packet`]: receive checks, signatures, packet encoding (pure);
 //! - [`dictionary`]: FreeRADIUS-format dictionaries, `Name = value` on the wire;
 //! - [`settings`]: the RADIUS configuration compiled (NAS clients, profiles);
+//! - [`reply_rules`]: which attributes an operator may put in a reply;
 //! - [`auth`]: Access-Request decisions and replies (pure);
 //! - [`mschap`]: MS-CHAPv2 / MS-CHAP verification and MPPE keys (pure);
 //! - [`accounting`]: Accounting-Request reports and the batching writer;
@@ -18,6 +19,7 @@ pub mod dictionary;
 pub mod mschap;
 pub mod outage;
 pub mod packet;
+pub mod reply_rules;
 pub mod server;
 pub mod settings;
 pub mod stats;

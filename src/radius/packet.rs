@@ -43,6 +43,7 @@ pub mod attr {
     pub const FRAMED_IP_ADDRESS: u8 = 8;
     pub const REPLY_MESSAGE: u8 = 18;
     pub const VENDOR_SPECIFIC: u8 = 26;
+    pub const STATE: u8 = 24;
     pub const SESSION_TIMEOUT: u8 = 27;
     pub const CALLING_STATION_ID: u8 = 31;
     pub const NAS_IDENTIFIER: u8 = 32;

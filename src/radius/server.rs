@@ -5,7 +5,9 @@
 //! receive checks, the duplicate cache, and a free processing slot; only
 //! then is a task spawned for it. Every failure is a silent drop, counted by
 //! reason. Nothing queues without bound: with no free slot, the packet is
-//! dropped (the NAS retransmits).
+//! dropped (the NAS retransmits). Authentication, accounting and
+//! Status-Server have slots of their own, so that accounting waiting on a
+//! stalled database writer never leaves a login unanswered.
 
 use std::collections::HashMap;
 use std::io;
@@ -44,6 +46,8 @@ const RECEIVE_BUFFER: usize = packet::MAX_PACKET;
 const UNKNOWN_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Requests tracked by each duplicate cache.
 const CACHE_CAPACITY: usize = 1 << 20;
+/// Status-Server requests processed at once: they need nothing but a reply.
+const STATUS_SLOTS: usize = 16;
 
 /// The bound RADIUS sockets.
 pub struct Sockets {
@@ -145,6 +149,24 @@ pub struct NasReport {
     pub unknown_clients: CounterSnapshot,
 }
 
+/// Processing slots, by kind of request.
+struct Slots {
+    auth: Arc<Semaphore>,
+    acct: Arc<Semaphore>,
+    status: Arc<Semaphore>,
+}
+
+impl Slots {
+    /// The slots a request of this code takes.
+    fn of(&self, request_code: u8) -> Arc<Semaphore> {
+        Arc::clone(match request_code {
+            code::ACCESS_REQUEST => &self.auth,
+            code::ACCOUNTING_REQUEST => &self.acct,
+            _ => &self.status,
+        })
+    }
+}
+
 /// The RADIUS server: settings, store, and the state its loops share.
 pub struct RadiusServer {
     settings: SharedSettings,
@@ -159,7 +181,9 @@ pub struct RadiusServer {
     store_log: Throttle,
     /// What is known of logins, for a database outage.
     outage: AuthCache,
-    slots: Arc<Semaphore>,
+    /// Processing slots of Access-Requests, Accounting-Requests and
+    /// Status-Server, each its own.
+    slots: Slots,
     auth_cache: Mutex<ReplyCache>,
     acct_cache: Mutex<ReplyCache>,
 }
@@ -176,13 +200,21 @@ impl RadiusServer {
         let counters = counters_for(&current, &HashMap::new());
         let cache = || Mutex::new(ReplyCache::new(current.duplicate_window, CACHE_CAPACITY));
         RadiusServer {
-            accounting: AccountingWriter::start(Arc::clone(&store), current.max_in_flight, tasks),
+            accounting: AccountingWriter::start(
+                Arc::clone(&store),
+                current.max_accounting_in_flight,
+                tasks,
+            ),
             counters: ArcSwap::from_pointee(counters),
             unknown: Counters::default(),
             unknown_log: Throttle::new(UNKNOWN_LOG_INTERVAL),
             store_log: Throttle::new(UNKNOWN_LOG_INTERVAL),
             outage,
-            slots: Arc::new(Semaphore::new(current.max_in_flight)),
+            slots: Slots {
+                auth: Arc::new(Semaphore::new(current.max_in_flight)),
+                acct: Arc::new(Semaphore::new(current.max_accounting_in_flight)),
+                status: Arc::new(Semaphore::new(STATUS_SLOTS)),
+            },
             auth_cache: cache(),
             acct_cache: cache(),
             settings,
@@ -273,7 +305,7 @@ impl RadiusServer {
                 return;
             }
         }
-        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+        let Ok(slot) = self.slots.of(request.code).try_acquire_owned() else {
             self.cache(port).abandon(key);
             counters.count(Event::Drop(DropReason::Overloaded));
             count_drop(&nas.name, DropReason::Overloaded);

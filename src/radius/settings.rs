@@ -12,6 +12,7 @@ use ipnet::IpNet;
 
 use super::dictionary::{Dictionary, WireAttribute};
 use super::packet::attr;
+use super::reply_rules::{self, Placement};
 use crate::config::{CoaMode, Config, NasConfig, ProfileAction, ProfileConfig};
 use crate::model::ReplyAttribute;
 use crate::policy::Profile;
@@ -25,7 +26,10 @@ pub struct Settings {
     /// Reply-Message for every Access-Reject.
     pub reject_message: Option<WireAttribute>,
     pub duplicate_window: Duration,
+    /// Access-Requests processed at once.
     pub max_in_flight: usize,
+    /// Accounting-Requests waiting for the database at once.
+    pub max_accounting_in_flight: usize,
     /// MS-MPPE-Encryption-Policy and -Types for MS-CHAP logins; `None`:
     /// no MPPE attributes.
     pub mppe: Option<Mppe>,
@@ -126,8 +130,18 @@ impl Settings {
             reject_message,
             duplicate_window: Duration::from_secs(config.radius.duplicate_window_secs),
             max_in_flight: config.radius.max_in_flight,
+            max_accounting_in_flight: config.radius.max_accounting_in_flight,
             mppe: mppe(&config.radius)?,
         })
+    }
+
+    /// A login's reply attribute on the wire, if the dictionaries know it
+    /// and an Access-Accept may carry it.
+    pub fn encode_login_attribute(
+        &self,
+        attribute: &ReplyAttribute,
+    ) -> Result<WireAttribute, String> {
+        encode_for(&self.dictionary, attribute, Placement::AccessAccept)
     }
 
     pub fn profile(&self, profile: Profile) -> &CompiledProfile {
@@ -243,24 +257,39 @@ fn compile_profile(
             coa: Vec::new(),
         });
     };
-    let encode_all = |list: &[String], field: &str| -> Result<Vec<WireAttribute>, String> {
+    let encode_all = |list: &[String], field: &str, placement: Placement| {
         list.iter()
             .enumerate()
             .map(|(i, text)| {
                 let key = format!("profiles.{name}.{field}[{i}]");
                 let attribute: ReplyAttribute = text.parse().map_err(|e| format!("{key}: {e}"))?;
-                dictionary
-                    .encode(&attribute)
-                    .map_err(|e| format!("{key}: {e}"))
+                encode_for(dictionary, &attribute, placement).map_err(|e| format!("{key}: {e}"))
             })
-            .collect()
+            .collect::<Result<Vec<WireAttribute>, String>>()
     };
     Ok(CompiledProfile {
         action: profile.action,
-        reply: encode_all(&profile.reply, "reply")?,
+        reply: encode_all(&profile.reply, "reply", Placement::AccessAccept)?,
         login_reply: profile.login_reply.unwrap_or(login_reply_default),
-        coa: encode_all(&profile.coa, "coa")?,
+        coa: encode_all(&profile.coa, "coa", Placement::CoaRequest)?,
     })
+}
+
+/// An attribute on the wire, refused when the dictionaries do not know it
+/// or `placement` may not carry it.
+fn encode_for(
+    dictionary: &Dictionary,
+    attribute: &ReplyAttribute,
+    placement: Placement,
+) -> Result<WireAttribute, String> {
+    let wire = dictionary.encode(attribute).map_err(|e| e.to_string())?;
+    match reply_rules::refusal(&wire, placement) {
+        Some(why) => Err(format!(
+            "attribute {} may not be set here: {why}",
+            attribute.name
+        )),
+        None => Ok(wire),
+    }
 }
 
 #[cfg(test)]
@@ -344,6 +373,52 @@ mod tests {
             s.reject_message.as_ref().map(|m| m.value.as_slice()),
             Some(&b"Bloqueado"[..])
         );
+    }
+
+    #[test]
+    fn attributes_a_reply_may_not_carry_are_refused_by_name() {
+        for (profile, needle) in [
+            (
+                "[profiles.active]\nreply = [\"Message-Authenticator = 0x00\"]\n",
+                "Message-Authenticator",
+            ),
+            (
+                "[profiles.blocked]\nreply = [\"User-Password = x\"]\n",
+                "User-Password",
+            ),
+            (
+                "[profiles.reduced]\nreply = [\"Proxy-State = 0x01\"]\n",
+                "Proxy-State",
+            ),
+            ("[profiles.active]\nreply = [\"State = 0x01\"]\n", "State"),
+            (
+                "[profiles.active]\nreply = [\"EAP-Message = 0x01\"]\n",
+                "EAP-Message",
+            ),
+            (
+                "[profiles.active]\nreply = [\"CHAP-Challenge = 0x01\"]\n",
+                "CHAP-Challenge",
+            ),
+            (
+                "[profiles.blocked]\ncoa = [\"Acct-Session-Id = x\"]\n",
+                "Acct-Session-Id",
+            ),
+            (
+                "[profiles.blocked]\ncoa = [\"Message-Authenticator = 0x00\"]\n",
+                "Message-Authenticator",
+            ),
+        ] {
+            let e = build(&format!("{NAS}{profile}")).unwrap_err();
+            assert!(
+                e.contains(needle) && e.contains("may not be set here"),
+                "{profile}: {e}"
+            );
+            assert!(e.contains("profiles."), "{profile}: {e}");
+        }
+        let s = build(NAS).unwrap();
+        let login = |text: &str| s.encode_login_attribute(&text.parse().unwrap());
+        assert!(login("Message-Authenticator = 0x00").is_err());
+        assert!(login("Framed-Pool = clientes").is_ok());
     }
 
     #[test]

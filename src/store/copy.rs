@@ -18,7 +18,7 @@ use super::sqlite::SqliteStore;
 use super::{Store, StoreError};
 
 /// The tables, parents before children.
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
     "contracts",
     "logins",
     "parameters",
@@ -26,6 +26,7 @@ const TABLES: [&str; 7] = [
     "audit",
     "sessions",
     "enforcement",
+    "nas_restarts",
 ];
 
 /// Rows per INSERT (PostgreSQL takes at most 65535 bound values).

@@ -7,8 +7,11 @@
 //! records it, so two requests for the same contract cannot both succeed.
 
 pub mod copy;
+pub mod health;
 pub mod postgres;
 pub mod sqlite;
+
+pub use health::WriteStatus;
 
 use std::sync::Arc;
 
@@ -53,6 +56,80 @@ pub enum StoreError {
     InvalidParameter(#[from] ParameterError),
     #[error("the database holds a value liberad cannot read: {0}")]
     Corrupt(String),
+    /// The store refuses writes before trying them (its file is gone).
+    #[error("the database refuses writes ({cause}): {detail}")]
+    Unwritable { cause: &'static str, detail: String },
+}
+
+impl StoreError {
+    /// Why this error means the database does not take writes now, or
+    /// `None` when it is about the request (a rule, a constraint, a value).
+    pub fn outage_cause(&self) -> Option<&'static str> {
+        match self {
+            StoreError::Database(e) => health::outage_cause(e),
+            StoreError::Unwritable { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+}
+
+/// Logs a failed store operation: at debug level when the database refuses
+/// writes (the store's health logs that once per interval, with its
+/// cause), as an error otherwise.
+pub fn log_failure(what: &str, error: &StoreError) {
+    match error.outage_cause() {
+        Some(cause) => tracing::debug!(%error, cause, "{what}"),
+        None => tracing::error!(%error, "{what}"),
+    }
+}
+
+/// The file an SQLite store has open, as the file system named it when it
+/// was opened: deleting or replacing the file under a running daemon is
+/// noticed by comparing device and inode again.
+#[derive(Clone, Debug)]
+pub(crate) struct DatabaseFile {
+    path: std::path::PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+impl DatabaseFile {
+    /// The identity of the file at `path` now.
+    pub(crate) fn of(path: &std::path::Path) -> std::io::Result<DatabaseFile> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(DatabaseFile {
+            path: path.to_owned(),
+            device: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
+
+    /// Whether the path still names the file that was opened.
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        let now = DatabaseFile::of(&self.path);
+        let detail = |what: &str| {
+            format!(
+                "{} {what} while liberad had it open; what liberad would write now would be \
+                 lost at the next start. Put the file back (from a backup), then restart liberad",
+                self.path.display()
+            )
+        };
+        match now {
+            Ok(now) if now.device == self.device && now.inode == self.inode => Ok(()),
+            Ok(_) => Err(StoreError::Unwritable {
+                cause: "database file replaced",
+                detail: detail("was replaced by another file"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Unwritable {
+                cause: "database file deleted",
+                detail: detail("was deleted"),
+            }),
+            // Cannot tell (a permission problem on the directory): the
+            // writes themselves will say whether they work.
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 /// A contract to create.
@@ -278,6 +355,9 @@ pub trait Store: Send + Sync {
     /// Finishes what is in flight and closes the database.
     async fn close(&self);
 
+    /// Whether the database takes writes now, and if not, why.
+    fn write_status(&self) -> WriteStatus;
+
     /// The temporary-release parameters.
     async fn parameters(&self) -> Result<Parameters, StoreError>;
     /// Changes one parameter, validated, and audits it.
@@ -457,8 +537,28 @@ pub(crate) struct Dialect {
 /// Opens the store a database URL names, creating and migrating it if
 /// needed.
 pub async fn open(config: &DatabaseConfig, url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_in(config, url, None).await
+}
+
+/// Opens the store of a daemon whose state directory is `state_dir`: an
+/// SQLite database that liberad created there before and that is missing
+/// now is an error, not a new empty database (nor is any missing one with
+/// `[database] create = false`).
+pub async fn open_in(
+    config: &DatabaseConfig,
+    url: &str,
+    state_dir: Option<&std::path::Path>,
+) -> Result<Arc<dyn Store>, StoreError> {
     match DatabaseUrl::parse(url).map_err(StoreError::Setup)? {
-        DatabaseUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path).await?)),
+        DatabaseUrl::Sqlite(path) => {
+            let options = sqlite::OpenOptions {
+                must_exist: !config.create,
+                marker_dir: state_dir.map(std::path::Path::to_owned),
+            };
+            Ok(Arc::new(
+                sqlite::SqliteStore::open_with(&path, &options).await?,
+            ))
+        }
         DatabaseUrl::Postgres(url) => {
             let pool = postgres::PoolSettings {
                 max_connections: config.max_connections,

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use sqlx::Connection as _;
+
 use super::Dialect;
 
 type Db = sqlx::Postgres;
@@ -44,6 +46,9 @@ impl SqlStore {
         let pool = PgPoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
+            // A connection left inside a transaction by a failed write is
+            // closed, never handed to the next one.
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Setup(format!("cannot connect to PostgreSQL: {e}")))?;
@@ -52,6 +57,8 @@ impl SqlStore {
             writer: pool.clone(),
             reader: pool,
             fast_reads: None,
+            health: Default::default(),
+            file: None,
         })
     }
 }

@@ -10,10 +10,12 @@ use std::collections::HashMap;
 
 use sqlx::{Pool, QueryBuilder, Row, Transaction};
 
+use super::health::WriteHealth;
 use super::{
-    AccountingEvent, AccountingKind, AuthRecord, ContractRecord, Enforced, ExpiredRelease,
-    ImportCounts, JobClaim, JobResult, Lease, NewContract, NewLogin, OutboxJob, ReleaseRequest, SessionEnforcement,
-    SessionTarget, StateChange, Store, StoreCounts, StoreError,
+    AccountingEvent, AccountingKind, AuthRecord, ContractRecord, DatabaseFile, Enforced,
+    ExpiredRelease, ImportCounts, JobClaim, JobResult, Lease, NewContract, NewLogin, OutboxJob,
+    ReleaseRequest, SessionEnforcement, SessionTarget, StateChange, Store, StoreCounts,
+    StoreError, WriteStatus,
 };
 use crate::import::ImportPlan;
 use crate::model::{
@@ -39,6 +41,11 @@ pub struct SqlStore {
     writer: Pool<Db>,
     reader: Pool<Db>,
     fast_reads: Option<FastReads>,
+    /// Whether the database takes writes, from the outcome of each.
+    health: WriteHealth,
+    /// SQLite: the file the store has open, to notice it deleted or
+    /// replaced under the running daemon.
+    file: Option<DatabaseFile>,
 }
 
 /// What RADIUS authentication reads of a login, by `$1` = User-Name.
@@ -87,7 +94,12 @@ impl SqlStore {
 
     /// A write transaction: on SQLite it takes the database lock up front
     /// (`BEGIN IMMEDIATE`); on PostgreSQL, rows are locked as they are read.
+    /// Refused while the database file is no longer the one at its path,
+    /// so that nothing is acknowledged into a file that will be lost.
     async fn write(&self) -> Result<Transaction<'static, Db>, StoreError> {
+        if let Some(file) = &self.file {
+            file.check()?;
+        }
         Ok(self.writer.begin_with(DIALECT.begin_write).await?)
     }
 
@@ -177,6 +189,16 @@ impl Store for SqlStore {
         self.writer.close().await;
     }
 
+    fn write_status(&self) -> WriteStatus {
+        if let Some(file) = &self.file
+            && let Err(e) = file.check()
+        {
+            // Noticed here before any write: logged and counted like one.
+            let _ = self.health.observe::<()>(Err(e));
+        }
+        self.health.status()
+    }
+
     async fn parameters(&self) -> Result<Parameters, StoreError> {
         let mut conn = self.reader.acquire().await?;
         load_parameters(&mut conn).await
@@ -189,30 +211,32 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Parameters, StoreError> {
-        let mut tx = self.write().await?;
-        lock_parameters(&mut tx).await?;
-        let current = load_parameters(&mut tx).await?;
-        let detail = format!("{name} = {value}");
-        let next = match current.with(name, value) {
-            Ok(next) => next,
-            Err(e) => {
-                write_audit(&mut tx, now, actor, "params_set", None, &detail, "invalid").await?;
-                tx.commit().await?;
-                return Err(e.into());
-            }
-        };
-        sqlx::query(
-            "UPDATE parameters SET enabled = $1, release_days = $2, renew_after_days = $3 \
-             WHERE id = 1",
-        )
-        .bind(next.enabled)
-        .bind(i64::from(next.release_days))
-        .bind(i64::from(next.renew_after_days))
-        .execute(&mut *tx)
-        .await?;
-        write_audit(&mut tx, now, actor, "params_set", None, &detail, "ok").await?;
-        tx.commit().await?;
-        Ok(next)
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            lock_parameters(&mut tx).await?;
+            let current = load_parameters(&mut tx).await?;
+            let detail = format!("{name} = {value}");
+            let next = match current.with(name, value) {
+                Ok(next) => next,
+                Err(e) => {
+                    write_audit(&mut tx, now, actor, "params_set", None, &detail, "invalid").await?;
+                    tx.commit().await?;
+                    return Err(e.into());
+                }
+            };
+            sqlx::query(
+                "UPDATE parameters SET enabled = $1, release_days = $2, renew_after_days = $3 \
+                 WHERE id = 1",
+            )
+            .bind(next.enabled)
+            .bind(i64::from(next.release_days))
+            .bind(i64::from(next.renew_after_days))
+            .execute(&mut *tx)
+            .await?;
+            write_audit(&mut tx, now, actor, "params_set", None, &detail, "ok").await?;
+            tx.commit().await?;
+            Ok(next)
+        }.await)
     }
 
     async fn add_contract(
@@ -221,24 +245,26 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Contract, StoreError> {
-        let mut tx = self.write().await?;
-        if load_contract(&mut tx, &contract.id).await?.is_some() {
-            return Err(StoreError::ContractExists(contract.id));
-        }
-        let created = insert_contract(&mut tx, &contract, now).await?;
-        let detail = format!("contract created as {}", created.state);
-        write_audit(
-            &mut tx,
-            now,
-            actor,
-            "contract_add",
-            Some(&created.id),
-            &detail,
-            "ok",
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(created)
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            if load_contract(&mut tx, &contract.id).await?.is_some() {
+                return Err(StoreError::ContractExists(contract.id));
+            }
+            let created = insert_contract(&mut tx, &contract, now).await?;
+            let detail = format!("contract created as {}", created.state);
+            write_audit(
+                &mut tx,
+                now,
+                actor,
+                "contract_add",
+                Some(&created.id),
+                &detail,
+                "ok",
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(created)
+        }.await)
     }
 
     async fn set_contract_state(
@@ -249,10 +275,12 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<StateChange, StoreError> {
-        let mut tx = self.write().await?;
-        let change = change_state(&mut tx, id, state, reason, actor, now, "contract_state").await?;
-        tx.commit().await?;
-        Ok(change)
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            let change = change_state(&mut tx, id, state, reason, actor, now, "contract_state").await?;
+            tx.commit().await?;
+            Ok(change)
+        }.await)
     }
 
     async fn contract(&self, id: &str) -> Result<Option<Contract>, StoreError> {
@@ -356,45 +384,47 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Login, StoreError> {
-        let mut tx = self.write().await?;
-        if load_contract(&mut tx, &login.contract_id).await?.is_none() {
-            return Err(StoreError::ContractNotFound(login.contract_id));
-        }
-        if load_login(&mut tx, &login.username).await?.is_some() {
-            return Err(StoreError::LoginExists(login.username));
-        }
-        let sql = format!(
-            "INSERT INTO logins \
-             (username, contract_id, password, password_type, reply, created_at, updated_at) \
-             VALUES ($1, $2, $3, $6, $4, $5, $5) RETURNING {LOGIN_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(&login.username)
-            .bind(&login.contract_id)
-            .bind(login.password.stored())
-            .bind(reply_text(&login.reply))
-            .bind(now.timestamp())
-            .bind(login.password.kind())
-            .fetch_one(&mut *tx)
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            if load_contract(&mut tx, &login.contract_id).await?.is_none() {
+                return Err(StoreError::ContractNotFound(login.contract_id));
+            }
+            if load_login(&mut tx, &login.username).await?.is_some() {
+                return Err(StoreError::LoginExists(login.username));
+            }
+            let sql = format!(
+                "INSERT INTO logins \
+                 (username, contract_id, password, password_type, reply, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $6, $4, $5, $5) RETURNING {LOGIN_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(&login.username)
+                .bind(&login.contract_id)
+                .bind(login.password.stored())
+                .bind(reply_text(&login.reply))
+                .bind(now.timestamp())
+                .bind(login.password.kind())
+                .fetch_one(&mut *tx)
+                .await?;
+            let created = login_from(&row)?;
+            let detail = format!(
+                "login {} added ({} reply attributes)",
+                created.username,
+                created.reply.len()
+            );
+            write_audit(
+                &mut tx,
+                now,
+                actor,
+                "login_add",
+                Some(&created.contract_id),
+                &detail,
+                "ok",
+            )
             .await?;
-        let created = login_from(&row)?;
-        let detail = format!(
-            "login {} added ({} reply attributes)",
-            created.username,
-            created.reply.len()
-        );
-        write_audit(
-            &mut tx,
-            now,
-            actor,
-            "login_add",
-            Some(&created.contract_id),
-            &detail,
-            "ok",
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(created)
+            tx.commit().await?;
+            Ok(created)
+        }.await)
     }
 
     async fn remove_login(
@@ -403,29 +433,31 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Login, StoreError> {
-        let mut tx = self.write().await?;
-        let sql = format!("DELETE FROM logins WHERE username = $1 RETURNING {LOGIN_COLUMNS}");
-        let Some(row) = sqlx::query(&sql)
-            .bind(username)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Err(StoreError::LoginNotFound(username.to_owned()));
-        };
-        let removed = login_from(&row)?;
-        let detail = format!("login {username} removed");
-        write_audit(
-            &mut tx,
-            now,
-            actor,
-            "login_remove",
-            Some(&removed.contract_id),
-            &detail,
-            "ok",
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(removed)
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            let sql = format!("DELETE FROM logins WHERE username = $1 RETURNING {LOGIN_COLUMNS}");
+            let Some(row) = sqlx::query(&sql)
+                .bind(username)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Err(StoreError::LoginNotFound(username.to_owned()));
+            };
+            let removed = login_from(&row)?;
+            let detail = format!("login {username} removed");
+            write_audit(
+                &mut tx,
+                now,
+                actor,
+                "login_remove",
+                Some(&removed.contract_id),
+                &detail,
+                "ok",
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(removed)
+        }.await)
     }
 
     async fn login(&self, username: &str) -> Result<Option<Login>, StoreError> {
@@ -434,14 +466,16 @@ impl Store for SqlStore {
     }
 
     async fn release(&self, request: &ReleaseRequest) -> Result<Enforced<Release>, StoreError> {
-        match self.try_release(request).await {
-            // Another writer slipped a release in despite the lock (a
-            // second process without it): the retry sees it and refuses.
-            Err(StoreError::Database(e)) if is_unique_violation(&e) => {
-                self.try_release(request).await
+        self.health.observe(async {
+            match self.try_release(request).await {
+                // Another writer slipped a release in despite the lock (a
+                // second process without it): the retry sees it and refuses.
+                Err(StoreError::Database(e)) if is_unique_violation(&e) => {
+                    self.try_release(request).await
+                }
+                other => other,
             }
-            other => other,
-        }
+        }.await)
     }
 
     async fn preview_release(&self, request: &ReleaseRequest) -> Result<Grant, StoreError> {
@@ -460,23 +494,38 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Enforced<Release>, StoreError> {
-        let mut tx = self.write().await?;
-        lock_contract(&mut tx, contract_id).await?;
-        expire_lapsed(&mut tx, contract_id, now).await?;
-        let Some(contract) = load_contract(&mut tx, contract_id).await? else {
-            return Err(StoreError::ContractNotFound(contract_id.to_owned()));
-        };
-        let ended = end_open_release(
-            &mut tx,
-            contract_id,
-            EndReason::Revoked,
-            &actor.display_name(),
-            reason,
-            now,
-        )
-        .await?;
-        let Some(release) = ended else {
-            let detail = reason_detail("revoke refused", reason);
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            lock_contract(&mut tx, contract_id).await?;
+            expire_lapsed(&mut tx, contract_id, now).await?;
+            let Some(contract) = load_contract(&mut tx, contract_id).await? else {
+                return Err(StoreError::ContractNotFound(contract_id.to_owned()));
+            };
+            let ended = end_open_release(
+                &mut tx,
+                contract_id,
+                EndReason::Revoked,
+                &actor.display_name(),
+                reason,
+                now,
+            )
+            .await?;
+            let Some(release) = ended else {
+                let detail = reason_detail("revoke refused", reason);
+                write_audit(
+                    &mut tx,
+                    now,
+                    actor,
+                    "revoke",
+                    Some(contract_id),
+                    &detail,
+                    "not_released",
+                )
+                .await?;
+                tx.commit().await?;
+                return Err(StoreError::NotReleased(contract_id.to_owned()));
+            };
+            let detail = reason_detail(&format!("release {} revoked", release.id), reason);
             write_audit(
                 &mut tx,
                 now,
@@ -484,37 +533,24 @@ impl Store for SqlStore {
                 "revoke",
                 Some(contract_id),
                 &detail,
-                "not_released",
+                "ok",
+            )
+            .await?;
+            let jobs = queue_enforcement(
+                &mut tx,
+                contract_id,
+                policy::effective_profile(contract.state, true),
+                policy::effective_profile(contract.state, false),
+                &format!("release {} revoked", release.id),
+                now,
             )
             .await?;
             tx.commit().await?;
-            return Err(StoreError::NotReleased(contract_id.to_owned()));
-        };
-        let detail = reason_detail(&format!("release {} revoked", release.id), reason);
-        write_audit(
-            &mut tx,
-            now,
-            actor,
-            "revoke",
-            Some(contract_id),
-            &detail,
-            "ok",
-        )
-        .await?;
-        let jobs = queue_enforcement(
-            &mut tx,
-            contract_id,
-            policy::effective_profile(contract.state, true),
-            policy::effective_profile(contract.state, false),
-            &format!("release {} revoked", release.id),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Enforced {
-            value: release,
-            jobs,
-        })
+            Ok(Enforced {
+                value: release,
+                jobs,
+            })
+        }.await)
     }
 
     async fn releases(
@@ -567,15 +603,17 @@ impl Store for SqlStore {
     }
 
     async fn record_accounting(&self, events: &[AccountingEvent]) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write().await?;
-        for event in events {
-            apply_accounting(&mut tx, event).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.health.observe(async {
+            if events.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.write().await?;
+            for event in events {
+                apply_accounting(&mut tx, event).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }.await)
     }
 
     async fn sessions(
@@ -629,10 +667,12 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ExpiredRelease>, StoreError> {
-        let mut tx = self.write().await?;
-        let expired = expire_releases(&mut tx, None, now, limit).await?;
-        tx.commit().await?;
-        Ok(expired)
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            let expired = expire_releases(&mut tx, None, now, limit).await?;
+            tx.commit().await?;
+            Ok(expired)
+        }.await)
     }
 
     async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError> {
@@ -652,32 +692,34 @@ impl Store for SqlStore {
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxJob>, StoreError> {
-        let skip = DIALECT.skip_locked;
-        let mut tx = self.write().await?;
-        let sql = format!(
-            "UPDATE enforcement SET claimed_by = $1, lease_until = $2 \
-             WHERE id IN (SELECT id FROM enforcement WHERE state = 'sent' \
-               AND (claimed_by = $1 OR claimed_by IS NULL OR lease_until IS NULL \
-                    OR lease_until < $3) \
-               ORDER BY id{skip}) \
-             RETURNING id"
-        );
-        let ids: Vec<i64> = sqlx::query_scalar(&sql)
-            .bind(&lease.instance)
-            .bind(lease.until.timestamp())
-            .bind(now.timestamp())
-            .fetch_all(&mut *tx)
-            .await?;
-        let sql = format!("{OUTBOX_SELECT} WHERE e.id = $1");
-        let mut jobs = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? {
-                jobs.push(outbox_job_from(&row)?);
+        self.health.observe(async {
+            let skip = DIALECT.skip_locked;
+            let mut tx = self.write().await?;
+            let sql = format!(
+                "UPDATE enforcement SET claimed_by = $1, lease_until = $2 \
+                 WHERE id IN (SELECT id FROM enforcement WHERE state = 'sent' \
+                   AND (claimed_by = $1 OR claimed_by IS NULL OR lease_until IS NULL \
+                        OR lease_until < $3) \
+                   ORDER BY id{skip}) \
+                 RETURNING id"
+            );
+            let ids: Vec<i64> = sqlx::query_scalar(&sql)
+                .bind(&lease.instance)
+                .bind(lease.until.timestamp())
+                .bind(now.timestamp())
+                .fetch_all(&mut *tx)
+                .await?;
+            let sql = format!("{OUTBOX_SELECT} WHERE e.id = $1");
+            let mut jobs = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? {
+                    jobs.push(outbox_job_from(&row)?);
+                }
             }
-        }
-        tx.commit().await?;
-        jobs.sort_by_key(|j| j.id);
-        Ok(jobs)
+            tx.commit().await?;
+            jobs.sort_by_key(|j| j.id);
+            Ok(jobs)
+        }.await)
     }
 
     async fn claim_jobs(
@@ -686,28 +728,30 @@ impl Store for SqlStore {
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.write().await?;
-        let mut claimed = Vec::with_capacity(claims.len());
-        for claim in claims {
-            let done = sqlx::query(
-                "UPDATE enforcement SET state = 'sent', kind = $2, packet = $3, sends = 1, \
-                   updated_at = $4, claimed_by = $5, lease_until = $6 \
-                 WHERE id = $1 AND state = 'pending'",
-            )
-            .bind(claim.id)
-            .bind(claim.kind.as_str())
-            .bind(claim.packet)
-            .bind(now.timestamp())
-            .bind(&lease.instance)
-            .bind(lease.until.timestamp())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            claimed.push(done);
-        }
-        tx.commit().await?;
-        Ok(claimed)
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            let mut claimed = Vec::with_capacity(claims.len());
+            for claim in claims {
+                let done = sqlx::query(
+                    "UPDATE enforcement SET state = 'sent', kind = $2, packet = $3, sends = 1, \
+                       updated_at = $4, claimed_by = $5, lease_until = $6 \
+                     WHERE id = $1 AND state = 'pending'",
+                )
+                .bind(claim.id)
+                .bind(claim.kind.as_str())
+                .bind(claim.packet)
+                .bind(now.timestamp())
+                .bind(&lease.instance)
+                .bind(lease.until.timestamp())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                claimed.push(done);
+            }
+            tx.commit().await?;
+            Ok(claimed)
+        }.await)
     }
 
     async fn job_resent(
@@ -717,22 +761,24 @@ impl Store for SqlStore {
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let held = sqlx::query(
-            "UPDATE enforcement SET sends = $2, updated_at = $3, lease_until = $5 \
-             WHERE id = $1 AND state = 'sent' AND claimed_by = $4",
-        )
-        .bind(id)
-        .bind(i64::from(sends))
-        .bind(now.timestamp())
-        .bind(&lease.instance)
-        .bind(lease.until.timestamp())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        tx.commit().await?;
-        Ok(held)
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            let held = sqlx::query(
+                "UPDATE enforcement SET sends = $2, updated_at = $3, lease_until = $5 \
+                 WHERE id = $1 AND state = 'sent' AND claimed_by = $4",
+            )
+            .bind(id)
+            .bind(i64::from(sends))
+            .bind(now.timestamp())
+            .bind(&lease.instance)
+            .bind(lease.until.timestamp())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            tx.commit().await?;
+            Ok(held)
+        }.await)
     }
 
     async fn finish_jobs(
@@ -740,35 +786,37 @@ impl Store for SqlStore {
         results: &[(i64, JobResult)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        for (id, result) in results {
-            sqlx::query(
-                "UPDATE enforcement SET state = $2, outcome = $3, error_cause = $4, \
-                   finished_at = $5, updated_at = $5 \
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(result.state.as_str())
-            .bind(&result.outcome)
-            .bind(result.error_cause.map(i64::from))
-            .bind(now.timestamp())
-            .execute(&mut *tx)
-            .await?;
-            if result.close_session {
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            for (id, result) in results {
                 sqlx::query(
-                    "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
-                       terminate_cause = 'Session-Context-Not-Found' \
-                     WHERE id = (SELECT session_id FROM enforcement WHERE id = $1) \
-                       AND stopped_at IS NULL",
+                    "UPDATE enforcement SET state = $2, outcome = $3, error_cause = $4, \
+                       finished_at = $5, updated_at = $5 \
+                     WHERE id = $1",
                 )
                 .bind(id)
+                .bind(result.state.as_str())
+                .bind(&result.outcome)
+                .bind(result.error_cause.map(i64::from))
                 .bind(now.timestamp())
                 .execute(&mut *tx)
                 .await?;
+                if result.close_session {
+                    sqlx::query(
+                        "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
+                           terminate_cause = 'Session-Context-Not-Found', closed_by = 'gone' \
+                         WHERE id = (SELECT session_id FROM enforcement WHERE id = $1) \
+                           AND stopped_at IS NULL",
+                    )
+                    .bind(id)
+                    .bind(now.timestamp())
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        }.await)
     }
 
     async fn fall_back(
@@ -777,40 +825,42 @@ impl Store for SqlStore {
         outcome: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let newer: Option<i64> = sqlx::query_scalar(
-            "SELECT n.id FROM enforcement n JOIN enforcement e ON e.session_id = n.session_id \
-             WHERE e.id = $1 AND n.id > e.id AND n.state IN ('pending', 'sent') LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let fell_back = newer.is_none();
-        if fell_back {
-            sqlx::query(
-                "UPDATE enforcement SET state = 'pending', kind = 'disconnect', fallback = TRUE, \
-                   packet = NULL, sends = 0, outcome = $2, updated_at = $3 \
-                 WHERE id = $1",
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            let newer: Option<i64> = sqlx::query_scalar(
+                "SELECT n.id FROM enforcement n JOIN enforcement e ON e.session_id = n.session_id \
+                 WHERE e.id = $1 AND n.id > e.id AND n.state IN ('pending', 'sent') LIMIT 1",
             )
             .bind(id)
-            .bind(outcome)
-            .bind(now.timestamp())
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-        } else {
-            sqlx::query(
-                "UPDATE enforcement SET state = 'superseded', outcome = $2, finished_at = $3, \
-                   updated_at = $3 \
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(format!("{outcome}; a newer change replaced it"))
-            .bind(now.timestamp())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(fell_back)
+            let fell_back = newer.is_none();
+            if fell_back {
+                sqlx::query(
+                    "UPDATE enforcement SET state = 'pending', kind = 'disconnect', fallback = TRUE, \
+                       packet = NULL, sends = 0, outcome = $2, updated_at = $3 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(outcome)
+                .bind(now.timestamp())
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query(
+                    "UPDATE enforcement SET state = 'superseded', outcome = $2, finished_at = $3, \
+                       updated_at = $3 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(format!("{outcome}; a newer change replaced it"))
+                .bind(now.timestamp())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(fell_back)
+        }.await)
     }
 
     async fn enforcement_jobs(
@@ -855,133 +905,152 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<ImportCounts, StoreError> {
-        let mut tx = self.write().await?;
-        let mut counts = ImportCounts::default();
-        // In batches, so that a base of a million subscribers takes a few
-        // statements per batch rather than several per row.
-        for batch in plan.contracts.chunks(BATCH) {
-            let existing = load_contracts(&mut tx, batch.iter().map(|r| r.id.as_str())).await?;
-            let mut created = Vec::new();
-            let mut audit = Vec::new();
-            for row in batch {
-                let Some(existing) = existing.get(&row.id) else {
-                    let state = row.state.unwrap_or(ContractState::Active);
-                    let detail = format!("line {}: contract created as {state}", row.line);
-                    audit.push((row.id.as_str(), detail));
-                    created.push(NewContract {
-                        id: row.id.clone(),
-                        name: row.name.clone().unwrap_or_default(),
-                        state,
-                    });
-                    continue;
-                };
-                let mut changed = false;
-                if let Some(name) = row.name.as_ref().filter(|n| **n != existing.name) {
-                    sqlx::query("UPDATE contracts SET name = $1 WHERE id = $2")
-                        .bind(name)
-                        .bind(&row.id)
-                        .execute(&mut *tx)
-                        .await?;
-                    let detail = format!("line {}: name changed to {name:?}", row.line);
-                    audit.push((row.id.as_str(), detail));
-                    changed = true;
-                }
-                if let Some(state) = row.state.filter(|s| *s != existing.state) {
-                    let reason = format!("import, line {}", row.line);
-                    let change =
-                        change_state(&mut tx, &row.id, state, &reason, actor, now, "import")
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            let mut counts = ImportCounts::default();
+            // In batches, so that a base of a million subscribers takes a few
+            // statements per batch rather than several per row.
+            for batch in plan.contracts.chunks(BATCH) {
+                let existing = load_contracts(&mut tx, batch.iter().map(|r| r.id.as_str())).await?;
+                let mut created = Vec::new();
+                let mut audit = Vec::new();
+                for row in batch {
+                    let Some(existing) = existing.get(&row.id) else {
+                        let state = row.state.unwrap_or(ContractState::Active);
+                        let detail = format!("line {}: contract created as {state}", row.line);
+                        audit.push((row.id.as_str(), detail));
+                        created.push(NewContract {
+                            id: row.id.clone(),
+                            name: row.name.clone().unwrap_or_default(),
+                            state,
+                        });
+                        continue;
+                    };
+                    let mut changed = false;
+                    if let Some(name) = row.name.as_ref().filter(|n| **n != existing.name) {
+                        sqlx::query("UPDATE contracts SET name = $1 WHERE id = $2")
+                            .bind(name)
+                            .bind(&row.id)
+                            .execute(&mut *tx)
                             .await?;
-                    counts.enforcement_jobs += change.jobs.len() as u64;
-                    changed = true;
+                        let detail = format!("line {}: name changed to {name:?}", row.line);
+                        audit.push((row.id.as_str(), detail));
+                        changed = true;
+                    }
+                    if let Some(state) = row.state.filter(|s| *s != existing.state) {
+                        let reason = format!("import, line {}", row.line);
+                        let change =
+                            change_state(&mut tx, &row.id, state, &reason, actor, now, "import")
+                                .await?;
+                        counts.enforcement_jobs += change.jobs.len() as u64;
+                        changed = true;
+                    }
+                    if changed {
+                        counts.contracts_updated += 1;
+                    } else {
+                        counts.contracts_unchanged += 1;
+                    }
                 }
-                if changed {
-                    counts.contracts_updated += 1;
-                } else {
-                    counts.contracts_unchanged += 1;
-                }
+                insert_contracts(&mut tx, &created, now).await?;
+                counts.contracts_created += created.len() as u64;
+                write_audits(&mut tx, now, actor, "import", &audit).await?;
             }
-            insert_contracts(&mut tx, &created, now).await?;
-            counts.contracts_created += created.len() as u64;
-            write_audits(&mut tx, now, actor, "import", &audit).await?;
-        }
-        for batch in plan.logins.chunks(BATCH) {
-            let existing = load_login_secrets(&mut tx, batch).await?;
-            let mut created = Vec::new();
-            let mut audit = Vec::new();
-            for row in batch {
-                let reply = reply_text(&row.reply);
-                let Some(old) = existing.get(&row.username) else {
-                    let detail = format!("line {}: login {} created", row.line, row.username);
+            for batch in plan.logins.chunks(BATCH) {
+                let existing = load_login_secrets(&mut tx, batch).await?;
+                let mut created = Vec::new();
+                let mut audit = Vec::new();
+                for row in batch {
+                    let reply = reply_text(&row.reply);
+                    let Some(old) = existing.get(&row.username) else {
+                        let detail = format!("line {}: login {} created", row.line, row.username);
+                        audit.push((row.contract_id.as_str(), detail));
+                        created.push((row, reply));
+                        continue;
+                    };
+                    if old.contract_id == row.contract_id
+                        && old.password == row.password.stored()
+                        && old.password_type == row.password.kind()
+                        && old.reply == reply
+                    {
+                        counts.logins_unchanged += 1;
+                        continue;
+                    }
+                    sqlx::query(
+                        "UPDATE logins SET contract_id = $2, password = $3, password_type = $6, \
+                         reply = $4, updated_at = $5 WHERE username = $1",
+                    )
+                    .bind(&row.username)
+                    .bind(&row.contract_id)
+                    .bind(row.password.stored())
+                    .bind(&reply)
+                    .bind(now.timestamp())
+                    .bind(row.password.kind())
+                    .execute(&mut *tx)
+                    .await?;
+                    counts.logins_updated += 1;
+                    let detail = format!("line {}: login {} updated", row.line, row.username);
                     audit.push((row.contract_id.as_str(), detail));
-                    created.push((row, reply));
-                    continue;
-                };
-                if old.contract_id == row.contract_id
-                    && old.password == row.password.stored()
-                    && old.password_type == row.password.kind()
-                    && old.reply == reply
-                {
-                    counts.logins_unchanged += 1;
-                    continue;
                 }
-                sqlx::query(
-                    "UPDATE logins SET contract_id = $2, password = $3, password_type = $6, \
-                     reply = $4, updated_at = $5 WHERE username = $1",
-                )
-                .bind(&row.username)
-                .bind(&row.contract_id)
-                .bind(row.password.stored())
-                .bind(&reply)
-                .bind(now.timestamp())
-                .bind(row.password.kind())
-                .execute(&mut *tx)
-                .await?;
-                counts.logins_updated += 1;
-                let detail = format!("line {}: login {} updated", row.line, row.username);
-                audit.push((row.contract_id.as_str(), detail));
+                insert_logins(&mut tx, &created, now).await?;
+                counts.logins_created += created.len() as u64;
+                write_audits(&mut tx, now, actor, "import", &audit).await?;
             }
-            insert_logins(&mut tx, &created, now).await?;
-            counts.logins_created += created.len() as u64;
-            write_audits(&mut tx, now, actor, "import", &audit).await?;
-        }
-        let detail = format!(
-            "{} rows: contracts {} created, {} updated; logins {} created, {} updated; \
-             {} rows rejected",
-            plan.rows,
-            counts.contracts_created,
-            counts.contracts_updated,
-            counts.logins_created,
-            counts.logins_updated,
-            plan.rejected.len()
-        );
-        write_audit(&mut tx, now, actor, "import", None, &detail, "ok").await?;
-        tx.commit().await?;
-        Ok(counts)
+            let detail = format!(
+                "{} rows: contracts {} created, {} updated; logins {} created, {} updated; \
+                 {} rows rejected",
+                plan.rows,
+                counts.contracts_created,
+                counts.contracts_updated,
+                counts.logins_created,
+                counts.logins_updated,
+                plan.rejected.len()
+            );
+            write_audit(&mut tx, now, actor, "import", None, &detail, "ok").await?;
+            tx.commit().await?;
+            Ok(counts)
+        }.await)
     }
 }
 
-/// Applies one accounting event inside a write transaction.
+/// Applies one accounting event inside a write transaction. Events are
+/// ordered by when they happened (arrival minus Acct-Delay-Time), not by
+/// when they arrived: an event older than what its session already has is
+/// late, and a Start after its session's Stop reopens nothing.
 async fn apply_accounting(
     conn: &mut Conn,
     event: &AccountingEvent,
 ) -> Result<(), StoreError> {
     let at = event.at.timestamp();
     if matches!(event.kind, AccountingKind::On | AccountingKind::Off) {
-        let cause = if event.kind == AccountingKind::On {
-            "NAS-Reboot"
+        let (cause, closed_by) = if event.kind == AccountingKind::On {
+            ("NAS-Reboot", "nas_on")
         } else {
-            "NAS-Request"
+            ("NAS-Request", "nas_off")
         };
         sqlx::query(
-            "UPDATE sessions SET stopped_at = $1, updated_at = $1, terminate_cause = $2 \
+            "UPDATE sessions SET stopped_at = $1, updated_at = $1, terminate_cause = $2, \
+               closed_by = $5 \
              WHERE nas_name = $3 AND nas_identity = $4 AND stopped_at IS NULL",
         )
         .bind(at)
         .bind(cause)
         .bind(&event.nas_name)
         .bind(&event.nas_identity)
+        .bind(closed_by)
         .execute(&mut *conn)
         .await?;
+        let greatest = DIALECT.greatest;
+        let sql = format!(
+            "INSERT INTO nas_restarts (nas_name, nas_identity, at) VALUES ($1, $2, $3) \
+             ON CONFLICT (nas_name, nas_identity) \
+             DO UPDATE SET at = {greatest}(nas_restarts.at, excluded.at)"
+        );
+        sqlx::query(&sql)
+            .bind(&event.nas_name)
+            .bind(&event.nas_identity)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
         return Ok(());
     }
     let key = event.session_key();
@@ -989,24 +1058,59 @@ async fn apply_accounting(
     // Twice at most: if another instance opens the same session between
     // our look-up and our insert, the second pass updates its row.
     for _ in 0..2 {
-        let open: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM sessions WHERE session_key = $1 AND stopped_at IS NULL",
+        let open = sqlx::query(
+            "SELECT id, started_at, updated_at FROM sessions \
+             WHERE session_key = $1 AND stopped_at IS NULL",
         )
         .bind(&key)
         .fetch_optional(&mut *conn)
         .await?;
-        if let Some(id) = open {
-            return update_session(conn, id, event, at, stopped_at).await;
+        if let Some(open) = open {
+            let (id, started, updated): (i64, i64, i64) = (
+                open.try_get("id")?,
+                open.try_get("started_at")?,
+                open.try_get("updated_at")?,
+            );
+            let late = match event.kind {
+                // A Stop is final: it closes the session unless it is older
+                // than the session's start (an earlier session's, with the
+                // same id), even when it is a second older than the last
+                // Interim (Acct-Delay-Time counts whole seconds).
+                AccountingKind::Stop => at < started,
+                _ => at < updated,
+            };
+            if late {
+                return Ok(());
+            }
+            return update_session(conn, id, event, at.max(updated), stopped_at.map(|s| s.max(updated))).await;
         }
-        if event.kind != AccountingKind::Start {
-            // An Interim or Stop for a session already closed is late or
-            // a repeat: the closed record stands.
-            let closed: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM sessions WHERE session_key = $1 LIMIT 1")
-                    .bind(&key)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            if closed.is_some() {
+        let closed = sqlx::query(
+            "SELECT stopped_at, closed_by FROM sessions WHERE session_key = $1 \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(closed) = closed {
+            let stopped: i64 = closed.try_get::<Option<i64>, _>("stopped_at")?.unwrap_or(at);
+            let closed_by: Option<String> = closed.try_get("closed_by")?;
+            // An Interim or Stop for a closed session is late or a repeat:
+            // the closed record stands. So does a Start from before the
+            // close (its Acct-Delay-Time puts it there), and a Start soon
+            // after its session's Stop with no restart of the NAS between
+            // (the same Start sent again after the duplicate window). A
+            // Start after the NAS restarted, or lost the session, or long
+            // after the Stop, is a new session with a reused id.
+            let late = match event.kind {
+                AccountingKind::Start => {
+                    at <= stopped
+                        || (closed_by.as_deref() == Some("stop")
+                            && at <= stopped.saturating_add(LATE_START_WINDOW_SECS)
+                            && !restarted_since(conn, event, stopped).await?)
+                }
+                _ => true,
+            };
+            if late {
                 return Ok(());
             }
         }
@@ -1015,6 +1119,30 @@ async fn apply_accounting(
         }
     }
     Ok(())
+}
+
+/// How long after a session's Stop a Start with its id is taken for a
+/// late retransmission of its own Start rather than a new session: longer
+/// than any NAS goes on retransmitting, shorter than a NAS takes to reboot
+/// and hand the id out again.
+const LATE_START_WINDOW_SECS: i64 = 300;
+
+/// Whether the event's NAS said it restarted (Accounting-On/Off) after
+/// `since`.
+async fn restarted_since(
+    conn: &mut Conn,
+    event: &AccountingEvent,
+    since: i64,
+) -> Result<bool, StoreError> {
+    let restarted: Option<i64> = sqlx::query_scalar(
+        "SELECT at FROM nas_restarts WHERE nas_name = $1 AND nas_identity = $2 AND at > $3",
+    )
+    .bind(&event.nas_name)
+    .bind(&event.nas_identity)
+    .bind(since)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(restarted.is_some())
 }
 
 async fn update_session(
@@ -1027,6 +1155,7 @@ async fn update_session(
     let greatest = DIALECT.greatest;
     let sql = format!(
         "UPDATE sessions SET updated_at = $2, stopped_at = $3, \
+           closed_by = CASE WHEN $3 IS NULL THEN NULL ELSE 'stop' END, \
            framed_ip_address = COALESCE($4, framed_ip_address), \
            calling_station_id = COALESCE($5, calling_station_id), \
            nas_port_id = COALESCE($6, nas_port_id), \
@@ -1070,10 +1199,11 @@ async fn insert_session(
         "INSERT INTO sessions (session_key, nas_name, nas_identity, nas_address, \
            nas_ip_address, nas_identifier, username, contract_id, acct_session_id, \
            framed_ip_address, calling_station_id, nas_port_id, started_at, updated_at, \
-           stopped_at, session_time, input_octets, output_octets, terminate_cause) \
+           stopped_at, session_time, input_octets, output_octets, terminate_cause, closed_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, \
            (SELECT contract_id FROM logins WHERE username = $7), \
-           $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+           $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+           CASE WHEN $14 IS NULL THEN NULL ELSE 'stop' END) \
          ON CONFLICT (session_key) WHERE stopped_at IS NULL DO NOTHING",
     )
     .bind(key)

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use sqlx::Connection as _;
+
 use super::Dialect;
 
 type Db = sqlx::Sqlite;
@@ -36,34 +38,71 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// How long a write waits for another process holding the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write waits for the writer connection (behind other writes,
+/// or being opened again after a failed transaction).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bytes of WAL kept after a checkpoint: a large import or a midnight of
+/// expiries grows it, and SQLite truncates it back to this.
+const JOURNAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 /// Connections for reads.
 const READERS: u32 = 4;
+
+/// What opening an SQLite store may do when its file is missing.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Refuse to create a missing database (`[database] create = false`).
+    pub must_exist: bool,
+    /// The state directory whose marker records that liberad created this
+    /// database before: a missing database it names is an error, never a
+    /// silent fresh start.
+    pub marker_dir: Option<PathBuf>,
+}
+
+/// The marker file in the state directory: one database path per line,
+/// each a database liberad created there.
+const MARKER: &str = "liberad-databases";
 
 impl SqlStore {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub async fn open(path: &Path) -> Result<SqlStore, StoreError> {
+        SqlStore::open_with(path, &OpenOptions::default()).await
+    }
+
+    /// Opens and migrates the database at `path`, creating it (mode 0600,
+    /// whatever the umask: it holds passwords) only where `options` allow.
+    pub async fn open_with(path: &Path, options: &OpenOptions) -> Result<SqlStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Setup(format!("cannot create directory {}: {e}", parent.display()))
             })?;
         }
-        let options = SqliteConnectOptions::new()
+        let created = create_if_missing(path, options)?;
+        if !created {
+            warn_if_readable(path);
+        }
+        let connect = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             // Every acknowledged write survives a power cut.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The WAL shrinks back after a large write is checkpointed.
+            .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+            .connect_with(connect.clone())
             .await
             .map_err(|e| StoreError::Setup(format!("cannot open {}: {e}", path.display())))?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .connect_with(options)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+            .connect_with(connect)
             .await?;
         let fast_reads = FastReads {
             path: path.to_owned(),
@@ -72,11 +111,103 @@ impl SqlStore {
         // Fail now, not at the first login, if it cannot read.
         let first = fast_reads.connect()?;
         fast_reads.put_back(first);
+        let file = DatabaseFile::of(path)
+            .map_err(|e| StoreError::Setup(format!("cannot read {}: {e}", path.display())))?;
+        if let Some(dir) = &options.marker_dir {
+            record_in_marker(dir, path)?;
+        }
         Ok(SqlStore {
             writer,
             reader,
             fast_reads: Some(fast_reads),
+            health: WriteHealth::default(),
+            file: Some(file),
         })
+    }
+}
+
+/// Creates the database file, empty and private, if it is missing and
+/// that is allowed; true when it did.
+fn create_if_missing(path: &Path, options: &OpenOptions) -> Result<bool, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(false);
+    }
+    if options.must_exist {
+        return Err(StoreError::Setup(format!(
+            "the database {} does not exist and [database] create = false: restore it from \
+             a backup, or set create = true to start with an empty database",
+            path.display()
+        )));
+    }
+    if let Some(dir) = &options.marker_dir
+        && marker_names(dir, path)
+    {
+        return Err(StoreError::Setup(format!(
+            "the database {} is missing, but liberad created it before (recorded in {}): \
+             it was deleted or moved. Restore it from a backup; to start with an empty \
+             database instead, remove its line from that file",
+            path.display(),
+            dir.join(MARKER).display()
+        )));
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", path.display())))?;
+    Ok(true)
+}
+
+/// The absolute form of a database path, as the marker records it.
+fn marker_line(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
+fn marker_names(dir: &Path, path: &Path) -> bool {
+    let line = marker_line(path);
+    std::fs::read_to_string(dir.join(MARKER)).is_ok_and(|text| text.lines().any(|l| l == line))
+}
+
+fn record_in_marker(dir: &Path, path: &Path) -> Result<(), StoreError> {
+    use std::io::Write;
+    if marker_names(dir, path) {
+        return Ok(());
+    }
+    let marker = dir.join(MARKER);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&marker)
+        .and_then(|mut file| writeln!(file, "{}", marker_line(path)))
+        .map_err(|e| StoreError::Setup(format!("cannot write {}: {e}", marker.display())))
+}
+
+/// Warns when the database, its WAL or its shared-memory file is readable
+/// by every local user: it holds the logins' passwords.
+fn warn_if_readable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = vec![path.to_owned()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(PathBuf::from(name));
+    }
+    for file in files {
+        if let Ok(meta) = std::fs::metadata(&file)
+            && meta.permissions().mode() & 0o004 != 0
+        {
+            tracing::warn!(
+                file = %file.display(),
+                mode = format!("{:04o}", meta.permissions().mode() & 0o7777),
+                "the database holds passwords and every local user can read this file; \
+                 run `chmod o-rwx` on it"
+            );
+        }
     }
 }
 

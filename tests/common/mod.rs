@@ -23,6 +23,34 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 pub const LIBERAD: &str = env!("CARGO_BIN_EXE_liberad");
 pub const LIBERACTL: &str = env!("CARGO_BIN_EXE_liberactl");
 
+/// Polls `check` until it gives a value, for at most [`DEADLINE`]; fails
+/// the test naming `what` it waited for (and the last thing `check` saw).
+pub fn poll_until<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let seen = match check() {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}; last seen: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Says why a test cannot run here and lets it return; under CI
+/// (`CI=true`), where every peer and permission must be there, it fails.
+pub fn skip(why: &str) {
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "cannot run under CI: {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
 /// A running liberad with its own state directory.
 pub struct Daemon {
     child: Option<Child>,
@@ -177,6 +205,19 @@ impl Daemon {
         }
     }
 
+    /// Rewrites the configuration file.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, edit(text)).unwrap();
+    }
+
+    /// Adds `lines` to the `[radius]` section of the configuration.
+    pub fn radius_settings(&self, lines: &str) {
+        self.edit_config(|text| {
+            text.replacen("\n[radius]\n", &format!("\n[radius]\n{lines}\n"), 1)
+        });
+    }
+
     /// Adds `lines` to the `[database]` section of the configuration.
     pub fn database_settings(&self, lines: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();
@@ -192,6 +233,12 @@ impl Daemon {
 
     /// Starts the binary without waiting for it.
     pub fn spawn(&mut self) {
+        self.spawn_with_env(&[]);
+    }
+
+    /// Starts the binary with these environment variables (and `PATH`),
+    /// without waiting for it.
+    pub fn spawn_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -203,6 +250,7 @@ impl Daemon {
             .arg(&self.config)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -231,6 +279,15 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the process has exited, and how.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().unwrap();
+        if status.is_some() {
+            self.child = None;
+        }
+        status
     }
 
     pub fn pid(&self) -> u32 {

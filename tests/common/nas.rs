@@ -220,11 +220,56 @@ impl Nas {
 
     /// An Accounting-Request (with Acct-Status-Type and the given attributes).
     pub fn accounting(&mut self, status: u32, attributes: &[(u8, &[u8])]) -> Option<Reply> {
+        let p = self.accounting_packet(status, attributes);
+        self.exchange(&p)
+    }
+
+    /// An Accounting-Request, signed, not sent.
+    pub fn accounting_packet(&mut self, status: u32, attributes: &[(u8, &[u8])]) -> Vec<u8> {
         let status = status.to_be_bytes();
         let mut all: Vec<(u8, &[u8])> = vec![(attr::ACCT_STATUS_TYPE, &status)];
         all.extend_from_slice(attributes);
-        let p = self.request(code::ACCOUNTING_REQUEST, [0; 16], &all);
-        self.exchange(&p)
+        self.request(code::ACCOUNTING_REQUEST, [0; 16], &all)
+    }
+
+    /// Sends a request and retransmits it, byte for byte, every `every`
+    /// as a NAS does, until its reply comes or `within` has passed. Late
+    /// answers to earlier requests of this NAS are skipped; answers to
+    /// this one's retransmissions may still follow it.
+    pub fn exchange_retrying(
+        &self,
+        request: &[u8],
+        every: Duration,
+        within: Duration,
+    ) -> Option<Reply> {
+        let deadline = std::time::Instant::now() + within;
+        let request_auth: [u8; 16] = request[4..20].try_into().unwrap();
+        let mut buffer = [0u8; 4096];
+        loop {
+            self.send(request);
+            let resend_at = std::time::Instant::now() + every;
+            loop {
+                let now = std::time::Instant::now();
+                let wait = resend_at.min(deadline).saturating_duration_since(now);
+                if wait.is_zero() {
+                    break;
+                }
+                self.socket.set_read_timeout(Some(wait)).unwrap();
+                let Ok((n, from)) = self.socket.recv_from(&mut buffer) else {
+                    break;
+                };
+                assert_eq!(from, self.server, "a datagram from elsewhere");
+                let bytes = buffer[..n].to_vec();
+                if bytes[1] == request[1]
+                    && packet::reply_valid(&bytes, &request_auth, &self.secret)
+                {
+                    return Some(Reply::parse(bytes));
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+        }
     }
 
     /// Sends a packet and waits for the reply with its identifier, which
