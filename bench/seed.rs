@@ -107,23 +107,29 @@ pub async fn seed(args: &SeedArgs) -> Result<String, String> {
         text.push_str(&fields.join(","));
         text.push('\n');
     }
-    let plan = liberad::import::parse(&text).map_err(|e| e.to_string())?;
-    if !plan.rejected.is_empty() {
-        return Err(format!(
-            "{} rows rejected: {:?}",
-            plan.rejected.len(),
-            &plan.rejected[..1]
-        ));
-    }
+    let mut rows = liberad::import::stream(
+        move || Ok(std::io::Cursor::new(text.into_bytes())),
+        |_| Ok(()),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let config = DatabaseConfig::default();
     let store = liberad::store::open(&config, &args.database)
         .await
         .map_err(|e| e.to_string())?;
     let now = Utc::now();
-    let counts = store
-        .import(&plan, &Actor::default(), now - Duration::days(3))
+    let outcome = store
+        .import(&mut rows, false, &Actor::default(), now - Duration::days(3))
         .await
         .map_err(|e| e.to_string())?;
+    if !outcome.applied {
+        return Err(format!(
+            "{} rows rejected: {:?}",
+            outcome.rejected_total,
+            outcome.rejected.first()
+        ));
+    }
+    let counts = outcome.counts;
     let started = now - Duration::days(1);
     let ends = match args.release_ends_at {
         Some(at) => DateTime::from_timestamp(at, 0).ok_or("--release-ends-at: out of range")?,

@@ -203,7 +203,8 @@ pub async fn run(
                 scheduler: scheduler_handle,
                 wait: Duration::from_secs(config.enforcement.wait_timeout_secs),
             })
-            .with_metrics(metrics_address),
+            .with_metrics(metrics_address)
+            .with_spool_dir(&config.state_dir),
     );
     let socket = AdminSocket::bind(&config.admin)?;
     tracing::info!(

@@ -1,5 +1,5 @@
-//! Reading a CSV of contracts and logins into an import plan: which rows are
-//! good and which are rejected, with their line numbers and reasons.
+//! Reading a CSV of contracts and logins: which rows are good and which are
+//! rejected, with the line a text editor shows for each and the reason.
 //!
 //! One row per login; a contract without logins has an empty `username`.
 //! Columns (header row, any order, only `contract_id` required):
@@ -8,12 +8,20 @@
 //! billing systems that keep only that export it. `reply` holds the
 //! login's reply attributes, `Name = value`, separated by `;`. A file whose
 //! header has `;` and no `,` is read with `;` as the delimiter (spreadsheets
-//! set to Portuguese write it so).
+//! set to Portuguese write it so). Lines may end in LF, CRLF or CR.
 //!
-//! Nothing here touches the store; [`crate::store::Store::import`] applies
-//! the plan in one transaction.
+//! The file is read as a stream: [`Reader`] hands out batches of rows,
+//! each checked on its own; what depends on earlier rows (a login given
+//! twice, a row contradicting an earlier row of the same contract) is
+//! decided by [`merge`] against what the import took before, which the
+//! store keeps in the import's transaction, so that memory does not grow
+//! with the file. [`parse`] reads a whole text into an [`ImportPlan`] in
+//! memory, for tests and tools.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,9 +39,12 @@ pub const COLUMNS: [&str; 7] = [
     "reply",
 ];
 
-/// A contract as the import file gives it. `None` leaves an existing
-/// contract's value as it is (a new contract gets an empty name and the
-/// `active` state).
+/// Rejected rows listed in an answer at most; beyond, they are counted.
+pub const MAX_LISTED_REJECTIONS: usize = 1_000;
+
+/// A contract as a row gives it. `None` leaves an existing contract's
+/// value as it is (a new contract gets an empty name and the `active`
+/// state).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContractRow {
     pub line: u64,
@@ -52,6 +63,14 @@ pub struct LoginRow {
     pub reply: Vec<ReplyAttribute>,
 }
 
+/// A row that passed the checks it can pass alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub line: u64,
+    pub contract: ContractRow,
+    pub login: Option<LoginRow>,
+}
+
 /// A row that will not be imported, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectedRow {
@@ -59,15 +78,8 @@ pub struct RejectedRow {
     pub reason: String,
 }
 
-/// The good rows of a file, merged per contract, and the rejected ones.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ImportPlan {
-    pub contracts: Vec<ContractRow>,
-    pub logins: Vec<LoginRow>,
-    pub rejected: Vec<RejectedRow>,
-    /// Data rows read (header excluded).
-    pub rows: u64,
-}
+/// A data row as read: checked alone, or rejected.
+pub type ParsedRow = Result<Row, RejectedRow>;
 
 /// A file that cannot be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +94,154 @@ pub enum ImportError {
     MissingContractId,
     #[error("line {line}: {message}")]
     Unreadable { line: u64, message: String },
+    #[error("cannot read the file: {0}")]
+    Io(String),
+}
+
+/// The rows of an import file, in batches as they are read; an error ends
+/// the import.
+pub type ImportRows = tokio::sync::mpsc::Receiver<Result<Vec<ParsedRow>, ImportError>>;
+
+/// Rows read and written per batch: a few thousand bound values per
+/// statement, well under either database's limit.
+pub const BATCH_ROWS: usize = 500;
+/// Batches read ahead of the writer.
+const READ_AHEAD: usize = 2;
+
+/// Reads a file on a blocking thread, in batches, as the receiver takes
+/// them: its header first (a file that cannot be read at all is an error
+/// here), then its rows. `check` vets each reply attribute.
+pub async fn stream<R, C>(
+    open: impl FnOnce() -> std::io::Result<R> + Send + 'static,
+    check: C,
+) -> Result<ImportRows, ImportError>
+where
+    R: Read,
+    C: Fn(&ReplyAttribute) -> Result<(), String> + Send + Sync + 'static,
+{
+    let (header, header_checked) = tokio::sync::oneshot::channel();
+    let (batches, rows) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let opened = open()
+            .map_err(|e| ImportError::Io(e.to_string()))
+            .and_then(|input| Reader::new(input, &check));
+        let mut reader = match opened {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = header.send(Err(e));
+                return;
+            }
+        };
+        if header.send(Ok(())).is_err() {
+            return;
+        }
+        loop {
+            let batch = reader.next_batch(BATCH_ROWS);
+            let end = match &batch {
+                Ok(rows) if rows.is_empty() => break,
+                Ok(_) => false,
+                Err(_) => true,
+            };
+            // The writer gone (it failed) ends the reading too.
+            if batches.blocking_send(batch).is_err() || end {
+                break;
+            }
+        }
+    });
+    match header_checked.await {
+        Ok(Ok(())) => Ok(rows),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ImportError::Io("the reader stopped".to_owned())),
+    }
+}
+
+/// Checks a reply attribute (against the RADIUS dictionaries, in the
+/// daemon); a failure rejects the row.
+pub type AttributeCheck = dyn Fn(&ReplyAttribute) -> Result<(), String> + Send + Sync;
+
+/// What the import took from the file for one contract so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Known {
+    /// The first line that gave the contract.
+    pub line: u64,
+    pub name: Option<String>,
+    pub state: Option<ContractState>,
+}
+
+/// How a row's contract adds to what the file gave before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// The first row of this contract.
+    First,
+    /// A later row that fills in what the earlier ones left empty.
+    FillIn {
+        name: Option<String>,
+        state: Option<ContractState>,
+    },
+    /// A later row that adds nothing (it may carry a login).
+    Same,
+}
+
+/// Decides a row's contract against what the file gave before: a later
+/// row may repeat a value or leave it empty, but not contradict it.
+pub fn merge(known: Option<&Known>, row: &ContractRow) -> Result<Merge, String> {
+    let Some(known) = known else {
+        return Ok(Merge::First);
+    };
+    contradiction(known.name.as_ref(), row.name.as_ref(), "name", known.line)?;
+    contradiction(
+        known.state.as_ref(),
+        row.state.as_ref(),
+        "state",
+        known.line,
+    )?;
+    let name = row.name.clone().filter(|_| known.name.is_none());
+    let state = row.state.filter(|_| known.state.is_none());
+    Ok(if name.is_none() && state.is_none() {
+        Merge::Same
+    } else {
+        Merge::FillIn { name, state }
+    })
+}
+
+impl Known {
+    /// What the file gave for a contract after `merge` accepted `row`.
+    pub fn after(known: Option<&Known>, row: &ContractRow) -> Known {
+        match known {
+            None => Known {
+                line: row.line,
+                name: row.name.clone(),
+                state: row.state,
+            },
+            Some(known) => Known {
+                line: known.line,
+                name: known.name.clone().or_else(|| row.name.clone()),
+                state: known.state.or(row.state),
+            },
+        }
+    }
+}
+
+/// A login given on an earlier line is refused.
+pub fn repeated_login(username: &str, first: Option<u64>) -> Result<(), String> {
+    match first {
+        Some(first) => Err(format!("login {username} is already on line {first}")),
+        None => Ok(()),
+    }
+}
+
+fn contradiction<T: PartialEq + std::fmt::Debug>(
+    known: Option<&T>,
+    given: Option<&T>,
+    field: &str,
+    first_line: u64,
+) -> Result<(), String> {
+    match (known, given) {
+        (Some(k), Some(g)) if k != g => Err(format!(
+            "{field} {g:?} contradicts {k:?} given for this contract on line {first_line}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Column positions found in the header.
@@ -121,86 +281,110 @@ impl Header {
     }
 }
 
-/// Where each contract and login was first seen, to merge and to catch
-/// duplicates.
-#[derive(Default)]
-struct Seen {
-    contracts: HashMap<String, usize>,
-    logins: HashMap<String, u64>,
+/// Bytes read ahead to find the header's delimiter.
+const SNIFF: usize = 64 * 1024;
+
+/// Reads an import file row by row.
+pub struct Reader<'c, R: Read> {
+    records: csv::StringRecordsIntoIter<Lines<std::io::Chain<std::io::Cursor<Vec<u8>>, R>>>,
+    lines: Rc<RefCell<LineBreaks>>,
+    header: Header,
+    check: &'c AttributeCheck,
 }
 
-/// Reads an import file, checking only the form of reply attributes.
-pub fn parse(text: &str) -> Result<ImportPlan, ImportError> {
-    parse_with(text, &|_: &ReplyAttribute| Ok(()))
-}
-
-/// Reads an import file; `check_attribute` vets each reply attribute
-/// (against the RADIUS dictionaries in the daemon) and a failure rejects
-/// the row.
-pub fn parse_with(
-    text: &str,
-    check_attribute: &dyn Fn(&ReplyAttribute) -> Result<(), String>,
-) -> Result<ImportPlan, ImportError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let first_line = text.lines().next().unwrap_or("");
-    let delimiter = if first_line.contains(';') && !first_line.contains(',') {
-        b';'
-    } else {
-        b','
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let mut records = reader.records();
-    let header = match records.next() {
-        None => return Err(ImportError::Empty),
-        Some(Ok(record)) => Header::parse(&record)?,
-        Some(Err(e)) => {
-            return Err(ImportError::Unreadable {
-                line: 1,
-                message: e.to_string(),
-            });
+impl<'c, R: Read> Reader<'c, R> {
+    /// Reads the header; `check` vets each reply attribute.
+    pub fn new(mut input: R, check: &'c AttributeCheck) -> Result<Reader<'c, R>, ImportError> {
+        let mut start = Vec::with_capacity(4096);
+        (&mut input)
+            .take(SNIFF as u64)
+            .read_to_end(&mut start)
+            .map_err(|e| ImportError::Io(e.to_string()))?;
+        if start.starts_with(b"\xef\xbb\xbf") {
+            start.drain(..3);
         }
-    };
-
-    let mut plan = ImportPlan::default();
-    let mut seen = Seen::default();
-    for record in records {
-        let record = match record {
-            Ok(record) => record,
-            Err(e) => {
-                // The csv reader reads from memory: its errors are about
-                // the text itself and carry the position.
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                plan.rows += 1;
-                plan.rejected.push(RejectedRow {
-                    line,
-                    reason: e.to_string(),
+        let first_line = start
+            .split(|b| *b == b'\n' || *b == b'\r')
+            .next()
+            .unwrap_or_default();
+        let delimiter = if first_line.contains(&b';') && !first_line.contains(&b',') {
+            b';'
+        } else {
+            b','
+        };
+        let lines = Rc::new(RefCell::new(LineBreaks::default()));
+        let normalized = Lines {
+            inner: std::io::Cursor::new(start).chain(input),
+            breaks: Rc::clone(&lines),
+            offset: 0,
+            carriage_return: false,
+        };
+        let mut records = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(normalized)
+            .into_records();
+        let header = match records.next() {
+            None => return Err(ImportError::Empty),
+            Some(Ok(record)) => Header::parse(&record)?,
+            Some(Err(e)) => {
+                return Err(ImportError::Unreadable {
+                    line: 1,
+                    message: e.to_string(),
                 });
-                continue;
             }
         };
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        plan.rows += 1;
-        if let Err(reason) = plan.add_row(&header, &record, line, &mut seen, check_attribute) {
-            plan.rejected.push(RejectedRow { line, reason });
-        }
+        Ok(Reader {
+            records,
+            lines,
+            header,
+            check,
+        })
     }
-    Ok(plan)
-}
 
-impl ImportPlan {
-    /// Checks one data row and merges it into the plan.
-    fn add_row(
-        &mut self,
-        header: &Header,
-        record: &csv::StringRecord,
-        line: u64,
-        seen: &mut Seen,
-        check_attribute: &dyn Fn(&ReplyAttribute) -> Result<(), String>,
-    ) -> Result<(), String> {
+    /// Up to `max` more data rows; fewer only at the end of the file. A
+    /// row that cannot be read as text is rejected; a file that cannot be
+    /// read any further is an error.
+    pub fn next_batch(&mut self, max: usize) -> Result<Vec<ParsedRow>, ImportError> {
+        let mut batch = Vec::with_capacity(max.min(1024));
+        while batch.len() < max {
+            let Some(record) = self.records.next() else {
+                break;
+            };
+            batch.push(match record {
+                Ok(record) => {
+                    let line = self.line_of(record.position());
+                    self.row(&record, line)
+                        .map_err(|reason| RejectedRow { line, reason })
+                }
+                Err(e) => {
+                    let line = self.line_of(e.position());
+                    let reason = match e.kind() {
+                        csv::ErrorKind::Utf8 { err, .. } => format!(
+                            "field {} is not UTF-8 text; convert the file (for example \
+                             `iconv -f latin1 -t utf-8`)",
+                            err.field() + 1
+                        ),
+                        csv::ErrorKind::Io(e) => return Err(ImportError::Io(e.to_string())),
+                        _ => e.to_string(),
+                    };
+                    Err(RejectedRow { line, reason })
+                }
+            });
+        }
+        Ok(batch)
+    }
+
+    /// The line a text editor shows for a record starting at `position`.
+    fn line_of(&self, position: Option<&csv::Position>) -> u64 {
+        let byte = position.map_or(0, csv::Position::byte);
+        self.lines.borrow_mut().line_at(byte)
+    }
+
+    /// Checks one data row on its own.
+    fn row(&self, record: &csv::StringRecord, line: u64) -> Result<Row, String> {
+        let header = &self.header;
         if record.len() != header.len {
             return Err(format!(
                 "expected {} columns as in the header, found {}",
@@ -218,42 +402,29 @@ impl ImportPlan {
             .map(str::parse::<ContractState>)
             .transpose()
             .map_err(|e| e.to_string())?;
-        let login = self.login_of_row(header, record, line, id, seen)?;
+        let login = self.login_of_row(record, line, id)?;
         if let Some(login) = &login {
-            login.reply.iter().try_for_each(check_attribute)?;
+            login.reply.iter().try_for_each(self.check)?;
         }
-
-        match seen.contracts.get(id) {
-            Some(&at) => {
-                let known = &mut self.contracts[at];
-                merge(&mut known.name, name.map(str::to_owned), "name", known.line)?;
-                merge(&mut known.state, state, "state", known.line)?;
-            }
-            None => {
-                seen.contracts.insert(id.to_owned(), self.contracts.len());
-                self.contracts.push(ContractRow {
-                    line,
-                    id: id.to_owned(),
-                    name: name.map(str::to_owned),
-                    state,
-                });
-            }
-        }
-        if let Some(login) = login {
-            seen.logins.insert(login.username.clone(), line);
-            self.logins.push(login);
-        }
-        Ok(())
+        Ok(Row {
+            line,
+            contract: ContractRow {
+                line,
+                id: id.to_owned(),
+                name: name.map(str::to_owned),
+                state,
+            },
+            login,
+        })
     }
 
     fn login_of_row(
         &self,
-        header: &Header,
         record: &csv::StringRecord,
         line: u64,
         contract_id: &str,
-        seen: &Seen,
     ) -> Result<Option<LoginRow>, String> {
+        let header = &self.header;
         let username = header.get(record, "username");
         let password = header.get(record, "password");
         let nt_hash = header.get(record, "nt_hash");
@@ -265,9 +436,6 @@ impl ImportPlan {
             return Ok(None);
         }
         model::check_username(username).map_err(|e| e.to_string())?;
-        if let Some(first) = seen.logins.get(username) {
-            return Err(format!("login {username} is already on line {first}"));
-        }
         let password =
             Password::either(non_empty(password), non_empty(nt_hash)).map_err(|e| e.to_string())?;
         let reply = split_reply(reply)
@@ -286,29 +454,86 @@ impl ImportPlan {
     }
 }
 
-fn non_empty(s: &str) -> Option<&str> {
-    (!s.is_empty()).then_some(s)
+/// Where the lines of the text read so far begin, for the records not yet
+/// numbered: the offsets of the line breaks ahead of them.
+#[derive(Default)]
+struct LineBreaks {
+    ahead: VecDeque<u64>,
+    passed: u64,
 }
 
-/// Keeps the first value given for a contract's field; a later row may
-/// repeat it or leave it empty, but not contradict it.
-fn merge<T: PartialEq + std::fmt::Debug>(
-    known: &mut Option<T>,
-    given: Option<T>,
-    field: &str,
-    first_line: u64,
-) -> Result<(), String> {
-    match (known.as_ref(), given) {
-        (_, None) => Ok(()),
-        (None, given) => {
-            *known = given;
-            Ok(())
+impl LineBreaks {
+    /// The line of a record whose text starts at `byte` (or at the blank
+    /// lines before it, which the CSV reader skips and counts as its own).
+    fn line_at(&mut self, byte: u64) -> u64 {
+        while self.ahead.front().is_some_and(|b| *b < byte) {
+            self.ahead.pop_front();
+            self.passed += 1;
         }
-        (Some(k), Some(g)) if *k == g => Ok(()),
-        (Some(k), Some(g)) => Err(format!(
-            "{field} {g:?} contradicts {k:?} given for this contract on line {first_line}"
-        )),
+        let mut blank = byte;
+        while self.ahead.front() == Some(&blank) {
+            self.ahead.pop_front();
+            self.passed += 1;
+            blank += 1;
+        }
+        self.passed + 1
     }
+}
+
+/// The input with every line break (CRLF, CR, LF) made one LF, whose
+/// offsets it records: the CSV reader then sees one kind of line, and each
+/// row's line is the one an editor shows. Inside quoted fields too: a
+/// value may hold no line break anyway (names, attributes and passwords
+/// refuse control characters).
+struct Lines<R> {
+    inner: R,
+    breaks: Rc<RefCell<LineBreaks>>,
+    /// Bytes handed out so far.
+    offset: u64,
+    /// The last byte read was a CR: a LF right after it is the same break.
+    carriage_return: bool,
+}
+
+impl<R: Read> Read for Lines<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let mut buffer = [0u8; 8192];
+        // What is handed out is never longer than what is read.
+        let want = out.len().min(buffer.len());
+        let mut written = 0;
+        while written == 0 && want > 0 {
+            let n = self.inner.read(&mut buffer[..want])?;
+            if n == 0 {
+                break;
+            }
+            for &byte in &buffer[..n] {
+                let emit = match byte {
+                    b'\n' if self.carriage_return => {
+                        self.carriage_return = false;
+                        continue;
+                    }
+                    b'\r' | b'\n' => {
+                        self.carriage_return = byte == b'\r';
+                        self.breaks.borrow_mut().ahead.push_back(self.offset);
+                        b'\n'
+                    }
+                    other => {
+                        self.carriage_return = false;
+                        other
+                    }
+                };
+                if let Some(slot) = out.get_mut(written) {
+                    *slot = emit;
+                    written += 1;
+                    self.offset += 1;
+                }
+            }
+        }
+        Ok(written)
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
 }
 
 /// Splits a reply cell on `;`, except inside double quotes.
@@ -332,6 +557,82 @@ fn split_reply(cell: &str) -> Vec<&str> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect()
+}
+
+/// The good rows of a whole file, merged per contract, and the rejected
+/// ones: a file read in memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportPlan {
+    pub contracts: Vec<ContractRow>,
+    pub logins: Vec<LoginRow>,
+    pub rejected: Vec<RejectedRow>,
+    /// Data rows read (header excluded).
+    pub rows: u64,
+}
+
+/// Reads an import text in memory, checking only the form of reply
+/// attributes.
+pub fn parse(text: &str) -> Result<ImportPlan, ImportError> {
+    parse_with(text, &|_: &ReplyAttribute| Ok(()))
+}
+
+/// Reads an import text in memory; `check` vets each reply attribute.
+pub fn parse_with(text: &str, check: &AttributeCheck) -> Result<ImportPlan, ImportError> {
+    let mut reader = Reader::new(text.as_bytes(), check)?;
+    let mut plan = ImportPlan::default();
+    let mut contracts: HashMap<String, usize> = HashMap::new();
+    let mut logins: HashMap<String, u64> = HashMap::new();
+    loop {
+        let batch = reader.next_batch(512)?;
+        if batch.is_empty() {
+            return Ok(plan);
+        }
+        for parsed in batch {
+            plan.rows += 1;
+            let accepted = parsed.and_then(|row| {
+                let reject = |reason| RejectedRow {
+                    line: row.line,
+                    reason,
+                };
+                if let Some(login) = &row.login {
+                    repeated_login(&login.username, logins.get(&login.username).copied())
+                        .map_err(reject)?;
+                }
+                let at = contracts.get(&row.contract.id).copied();
+                let known = at.map(|i| {
+                    let c = &plan.contracts[i];
+                    Known {
+                        line: c.line,
+                        name: c.name.clone(),
+                        state: c.state,
+                    }
+                });
+                merge(known.as_ref(), &row.contract).map_err(reject)?;
+                let after = Known::after(known.as_ref(), &row.contract);
+                match at {
+                    Some(i) => {
+                        let c = &mut plan.contracts[i];
+                        c.name = after.name;
+                        c.state = after.state;
+                    }
+                    None => {
+                        contracts.insert(row.contract.id.clone(), plan.contracts.len());
+                        plan.contracts.push(row.contract.clone());
+                    }
+                }
+                Ok(row)
+            });
+            match accepted {
+                Ok(row) => {
+                    if let Some(login) = row.login {
+                        logins.insert(login.username.clone(), login.line);
+                        plan.logins.push(login);
+                    }
+                }
+                Err(rejected) => plan.rejected.push(rejected),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -387,6 +688,39 @@ mod tests {
         assert!(reasons[6].contains("without a username"), "{reasons:?}");
         assert_eq!(plan.contracts.len(), 1);
         assert_eq!(plan.logins.len(), 1);
+    }
+
+    /// The lines of the rejected rows of a file whose rows 3, 5 and 7 (as
+    /// an editor counts them) are bad, written with `eol`, with a blank
+    /// line and a quoted line break.
+    fn rejected_lines(eol: &str) -> Vec<u64> {
+        let text = [
+            "contract_id,name,state,username,password",
+            "1,A,blocked,a,pw",
+            "2,B,bloqueado,b,pw",
+            "",
+            "3,C,wrong,c,pw",
+            "\"4\",\"D",
+            "E\",active,d,pw",
+        ]
+        .join(eol);
+        let text = format!("{text}{eol}");
+        let plan = parse(&text).unwrap();
+        plan.rejected.iter().map(|r| r.line).collect()
+    }
+
+    #[test]
+    fn lines_are_counted_as_an_editor_counts_them() {
+        // Row 6-7 holds a line break inside quotes: rejected (a name holds
+        // no control character), on the line it starts.
+        for eol in ["\n", "\r\n", "\r"] {
+            assert_eq!(rejected_lines(eol), vec![3, 5, 6], "{eol:?}");
+        }
+        // With a byte-order mark, and several blank lines.
+        let plan =
+            parse("\u{feff}contract_id,state\r\n\r\n\r\n1,nope\r\n2,blocked\r\n3,x\r\n").unwrap();
+        let lines: Vec<u64> = plan.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![4, 6]);
     }
 
     #[test]
@@ -473,5 +807,51 @@ mod tests {
             parse("contract_id,state,username,password\n5001,,a,pw\n5001,reduced,b,pw\n").unwrap();
         assert!(plan.rejected.is_empty());
         assert_eq!(plan.contracts[0].state, Some(ContractState::Reduced));
+    }
+
+    #[test]
+    fn merging_fills_in_refuses_contradictions_and_keeps_the_first_line() {
+        let row = |line, name: Option<&str>, state| ContractRow {
+            line,
+            id: "1".into(),
+            name: name.map(str::to_owned),
+            state,
+        };
+        let first = row(2, None, Some(ContractState::Blocked));
+        assert_eq!(merge(None, &first), Ok(Merge::First));
+        let known = Known::after(None, &first);
+        let fill = row(5, Some("Ana"), None);
+        assert_eq!(
+            merge(Some(&known), &fill),
+            Ok(Merge::FillIn {
+                name: Some("Ana".into()),
+                state: None
+            })
+        );
+        let known = Known::after(Some(&known), &fill);
+        assert_eq!(known.line, 2);
+        assert_eq!(known.name.as_deref(), Some("Ana"));
+        assert_eq!(
+            merge(Some(&known), &row(6, Some("Ana"), None)),
+            Ok(Merge::Same)
+        );
+        let e = merge(Some(&known), &row(7, None, Some(ContractState::Active))).unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn batches_come_in_the_size_asked_and_end_empty() {
+        let mut text = "contract_id\n".to_owned();
+        for i in 0..1_200 {
+            text.push_str(&format!("{i}\n"));
+        }
+        let check = |_: &ReplyAttribute| Ok(());
+        let mut reader = Reader::new(text.as_bytes(), &check).unwrap();
+        let sizes: Vec<usize> = std::iter::from_fn(|| {
+            let batch = reader.next_batch(500).unwrap();
+            (!batch.is_empty()).then_some(batch.len())
+        })
+        .collect();
+        assert_eq!(sizes, vec![500, 500, 200]);
     }
 }

@@ -6,15 +6,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
+use super::import::Spool;
 use super::protocol::{
     self, ContractSummary, ImportReport, Pong, ReleaseOutcome, ReleasePreview, Request, Response,
     StateChangeView, code,
 };
 use crate::clock::Clock;
 use crate::enforcer::EnforcerHandle;
-use crate::import;
 use crate::model::{self, Actor, ReplyAttribute};
 use crate::model::{EnforcementJob, JobState, Release};
 use crate::policy::{self, ContractFacts, ContractState, Refusal};
@@ -49,21 +49,17 @@ pub struct Admin {
     radius: Option<RadiusView>,
     enforcement: Option<EnforcementView>,
     metrics: Option<SocketAddr>,
-    /// One import at a time, daemon-wide: an import holds its whole file in
-    /// memory and writes in one transaction.
+    /// One import at a time, daemon-wide: an import writes in one
+    /// transaction.
     import_slot: Arc<Semaphore>,
+    /// Where an import's file is kept while it arrives.
+    spool_dir: std::path::PathBuf,
 }
 
 /// What a connection carries from one request to the next.
 #[derive(Default)]
 pub struct Session {
-    import: Option<ImportBuffer>,
-}
-
-struct ImportBuffer {
-    text: String,
-    operator: Option<String>,
-    _slot: OwnedSemaphorePermit,
+    import: Option<Spool>,
 }
 
 /// A request that cannot be served as sent.
@@ -88,7 +84,15 @@ impl Admin {
             enforcement: None,
             metrics: None,
             import_slot: Arc::new(Semaphore::new(1)),
+            spool_dir: std::env::temp_dir(),
         }
+    }
+
+    /// Keeps the files of imports in progress in `dir` (the state
+    /// directory) rather than the system's temporary directory.
+    pub fn with_spool_dir(mut self, dir: &std::path::Path) -> Admin {
+        dir.clone_into(&mut self.spool_dir);
+        self
     }
 
     /// Lets changes wake the scheduler and the enforcer, and `--wait`
@@ -423,9 +427,9 @@ impl Admin {
             }
             Request::ImportBegin { operator } => {
                 let operator = actor(operator)?.operator;
-                self.import_begin(session, operator)
+                self.import_begin(session, operator).await
             }
-            Request::ImportChunk { data } => import_chunk(session, &data),
+            Request::ImportChunk { data } => import_chunk(session, &data).await,
             Request::ImportCommit { skip_invalid } => {
                 self.import_commit(session, peer_uid, skip_invalid).await
             }
@@ -574,7 +578,7 @@ impl Admin {
         }
     }
 
-    fn import_begin(&self, session: &mut Session, operator: Option<String>) -> Response {
+    async fn import_begin(&self, session: &mut Session, operator: Option<String>) -> Response {
         if session.import.is_some() {
             return Response::refusal(
                 code::INVALID_REQUEST,
@@ -587,12 +591,19 @@ impl Admin {
                 "another import is in progress; try again when it has finished",
             );
         };
-        session.import = Some(ImportBuffer {
-            text: String::new(),
-            operator,
-            _slot: slot,
-        });
-        Response::success("import started; send the file")
+        match Spool::create(&self.spool_dir, operator, slot).await {
+            Ok(spool) => {
+                session.import = Some(spool);
+                Response::success("import started; send the file")
+            }
+            Err(e) => Response::refusal(
+                code::INTERNAL,
+                format!(
+                    "cannot keep the import in {}: {e}; nothing was imported",
+                    self.spool_dir.display()
+                ),
+            ),
+        }
     }
 
     async fn import_commit(
@@ -601,76 +612,64 @@ impl Admin {
         peer_uid: Option<u32>,
         skip_invalid: bool,
     ) -> Response {
-        let Some(buffer) = session.import.take() else {
+        let Some(mut spool) = session.import.take() else {
             return Response::refusal(
                 code::NO_IMPORT,
                 "no import is in progress on this connection",
             );
         };
-        let ImportBuffer {
-            text,
-            operator,
-            _slot,
-        } = buffer;
-        // Reading a large file is CPU work: keep it off the async threads.
-        let settings = self.radius_settings();
-        let parsed = tokio::task::spawn_blocking(move || match settings {
-            Some(settings) => import::parse_with(&text, &|attribute| {
-                settings.encode_login_attribute(attribute).map(drop)
-            }),
-            None => import::parse(&text),
-        })
-        .await;
-        let plan = match parsed {
-            Ok(Ok(plan)) => plan,
-            Ok(Err(e)) => return Response::refusal(code::INVALID_FILE, e.to_string()),
-            Err(e) => {
-                return Response::refusal(code::INTERNAL, format!("the import failed: {e}"));
+        let mut rows = match spool.read(self.radius_settings()).await {
+            Ok(rows) => rows,
+            Err(e) => return Response::refusal(code::INVALID_FILE, e.to_string()),
+        };
+        let actor = Actor {
+            uid: peer_uid,
+            operator: spool.operator.clone(),
+        };
+        let outcome = match self
+            .store
+            .import(&mut rows, skip_invalid, &actor, self.clock.now())
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(StoreError::InvalidInput(e)) => {
+                return Response::refusal(code::INVALID_FILE, format!("{e}; nothing was imported"));
             }
+            Err(e) => return self.store_error(e, ""),
         };
-        let mut report = ImportReport {
-            applied: false,
-            rows: plan.rows,
-            counts: Default::default(),
-            rejected: plan.rejected.clone(),
+        let counts = outcome.counts;
+        let report = ImportReport {
+            applied: outcome.applied,
+            rows: outcome.rows,
+            counts,
+            rejected: outcome.rejected,
+            rejected_total: outcome.rejected_total,
         };
-        if !plan.rejected.is_empty() && !skip_invalid {
+        if !outcome.applied {
             return Response::refusal(
                 code::REJECTED_ROWS,
                 format!(
                     "{} of {} rows rejected; nothing was imported (fix them, or import the \
                      good rows with --skip-invalid)",
-                    plan.rejected.len(),
-                    plan.rows
+                    outcome.rejected_total, outcome.rows
                 ),
             )
             .with_data(&report);
         }
-        let actor = Actor {
-            uid: peer_uid,
-            operator,
-        };
-        match self.store.import(&plan, &actor, self.clock.now()).await {
-            Ok(counts) => {
-                if counts.enforcement_jobs > 0 {
-                    self.changed(&[0]);
-                }
-                report.applied = true;
-                report.counts = counts;
-                Response::success(format!(
-                    "imported {} rows: contracts {} created, {} updated; logins {} created, \
-                     {} updated; {} rows rejected",
-                    plan.rows.saturating_sub(plan.rejected.len() as u64),
-                    counts.contracts_created,
-                    counts.contracts_updated,
-                    counts.logins_created,
-                    counts.logins_updated,
-                    plan.rejected.len()
-                ))
-                .with_data(&report)
-            }
-            Err(e) => self.store_error(e, ""),
+        if counts.enforcement_jobs > 0 {
+            self.changed(&[0]);
         }
+        Response::success(format!(
+            "imported {} rows: contracts {} created, {} updated; logins {} created, \
+             {} updated; {} rows rejected",
+            outcome.rows.saturating_sub(outcome.rejected_total),
+            counts.contracts_created,
+            counts.contracts_updated,
+            counts.logins_created,
+            counts.logins_updated,
+            outcome.rejected_total
+        ))
+        .with_data(&report)
     }
 
     /// The answer to a listing: how many, and the entries.
@@ -751,14 +750,14 @@ impl Admin {
     }
 }
 
-fn import_chunk(session: &mut Session, data: &str) -> Response {
-    let Some(buffer) = session.import.as_mut() else {
+async fn import_chunk(session: &mut Session, data: &str) -> Response {
+    let Some(spool) = session.import.as_mut() else {
         return Response::refusal(
             code::NO_IMPORT,
             "no import is in progress on this connection",
         );
     };
-    if buffer.text.len().saturating_add(data.len()) > protocol::MAX_IMPORT_BYTES {
+    if spool.bytes().saturating_add(data.len()) > protocol::MAX_IMPORT_BYTES {
         session.import = None;
         return Response::refusal(
             code::TOO_LARGE,
@@ -768,7 +767,13 @@ fn import_chunk(session: &mut Session, data: &str) -> Response {
             ),
         );
     }
-    buffer.text.push_str(data);
+    if let Err(e) = spool.append(data).await {
+        session.import = None;
+        return Response::refusal(
+            code::INTERNAL,
+            format!("cannot keep the import: {e}; nothing was imported"),
+        );
+    }
     Response {
         ok: true,
         ..Response::default()

@@ -2,9 +2,12 @@
 //!
 //! - [`protocol`]: the request and response types, shared with `liberactl`;
 //! - [`handler`]: what each request does;
+//! - [`import`]: an import's file, spooled as it arrives and read as it is
+//!   written;
 //! - [`server`]: the Unix socket loop.
 
 pub mod handler;
+pub mod import;
 pub mod protocol;
 pub mod server;
 

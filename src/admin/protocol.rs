@@ -387,7 +387,11 @@ pub struct ImportReport {
     pub applied: bool,
     pub rows: u64,
     pub counts: ImportCounts,
+    /// The rejected rows (the first thousand).
     pub rejected: Vec<RejectedRow>,
+    /// How many rows were rejected in all.
+    #[serde(default)]
+    pub rejected_total: u64,
 }
 
 /// `params show` / `params set`.

@@ -11,7 +11,7 @@ use radius::core::{rfc2865, rfc2866, rfc2869};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use super::packet::Checked;
+use super::packet::{Attributes, Checked, attr};
 use super::settings::NasClient;
 use crate::store::{AccountingEvent, AccountingKind, Store, StoreError};
 
@@ -26,6 +26,9 @@ pub enum Report {
     /// Nothing to record (answered all the same, so the NAS stops
     /// retrying), and why.
     Ignored(&'static str),
+    /// A request the store cannot hold as sent: not recorded, so not
+    /// answered (RFC 2866 §4.1), and why.
+    Refused(&'static str),
 }
 
 /// Reads an Accounting-Request that passed the receive checks.
@@ -47,6 +50,13 @@ pub fn report(
         Some(Ok(_)) => return Report::Ignored("an Acct-Status-Type liberad does not record"),
         Some(Err(_)) | None => return Report::Ignored("no valid Acct-Status-Type"),
     };
+    // A NUL is valid UTF-8, but PostgreSQL cannot store it in text (nor
+    // can any login or CoA use it): such a request is refused whole, on
+    // either backend, before it reaches the database.
+    if Attributes::over(request.bytes).any(|(typ, value)| TEXT.contains(&typ) && value.contains(&0))
+    {
+        return Report::Refused("a text attribute holds a NUL byte");
+    }
     let text =
         |found: Option<Result<String, _>>| found.and_then(Result::ok).filter(|s| !s.is_empty());
     let number = |found: Option<Result<u32, _>>| found.and_then(Result::ok);
@@ -102,6 +112,15 @@ pub fn report(
             .map(terminate_cause_name),
     }))
 }
+
+/// The text attributes an accounting report keeps.
+const TEXT: [u8; 5] = [
+    attr::USER_NAME,
+    attr::ACCT_SESSION_ID,
+    attr::NAS_IDENTIFIER,
+    attr::CALLING_STATION_ID,
+    attr::NAS_PORT_ID,
+];
 
 /// The RFC 2866 name of an Acct-Terminate-Cause.
 fn terminate_cause_name(cause: u32) -> String {

@@ -134,6 +134,8 @@ pub enum RejectReason {
     Profile(Profile),
     /// The database could not be reached and nothing recent is known.
     StoreUnavailable,
+    /// The database answered, but the login's record cannot be used.
+    Unreadable,
 }
 
 impl RejectReason {
@@ -150,6 +152,7 @@ impl RejectReason {
             RejectReason::Profile(Profile::Reduced) => "profile reduced rejects",
             RejectReason::Profile(Profile::Blocked) => "profile blocked rejects",
             RejectReason::StoreUnavailable => "database unavailable",
+            RejectReason::Unreadable => "the login's record cannot be read",
         }
     }
 }

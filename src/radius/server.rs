@@ -179,6 +179,8 @@ pub struct RadiusServer {
     unknown_log: Throttle,
     /// Store failures are logged once per interval, not per packet.
     store_log: Throttle,
+    /// So are accounting requests refused for their content.
+    refused_log: Throttle,
     /// What is known of logins, for a database outage.
     outage: AuthCache,
     /// Processing slots of Access-Requests, Accounting-Requests and
@@ -209,6 +211,7 @@ impl RadiusServer {
             unknown: Counters::default(),
             unknown_log: Throttle::new(UNKNOWN_LOG_INTERVAL),
             store_log: Throttle::new(UNKNOWN_LOG_INTERVAL),
+            refused_log: Throttle::new(UNKNOWN_LOG_INTERVAL),
             outage,
             slots: Slots {
                 auth: Arc::new(Semaphore::new(current.max_in_flight)),
@@ -386,6 +389,17 @@ impl RadiusServer {
                     Report::Ignored(why) => {
                         tracing::info!(%source, why, "accounting request not recorded");
                     }
+                    Report::Refused(why) => {
+                        if let Some(held) = self.refused_log.allow(Instant::now()) {
+                            tracing::warn!(
+                                %source,
+                                why,
+                                also_refused_since_last_line = held,
+                                "accounting request refused: not recorded, not answered"
+                            );
+                        }
+                        return None;
+                    }
                 }
                 counters.count(Event::AccountingResponse);
                 packet::reply_packet(&request, code::ACCOUNTING_RESPONSE, &nas.secret, false, &[])
@@ -405,27 +419,38 @@ impl RadiusServer {
         if let Some(name) = username {
             tracing::Span::current().record("user", name);
         }
-        let mut outage = false;
+        let reject = |reason: auth::RejectReason| {
+            counters.count(Event::Reject);
+            tracing::info!(reason = reason.as_str(), "Access-Reject");
+            auth::reply(settings, request, &nas.secret, &Decision::Reject(reason))
+        };
         let record = match username {
+            // No login has such a name (and PostgreSQL could not even hold
+            // a NUL): rejected without asking the database.
+            Some(name) if crate::model::check_username(name).is_err() => {
+                return reject(auth::RejectReason::Malformed(
+                    "User-Name is not a login name (a control character, or too long)",
+                ));
+            }
             Some(name) => match self.store.auth_lookup(name).await {
                 Ok(record) => {
                     self.outage.remember(name, record.as_ref(), Instant::now());
                     record
                 }
-                Err(e) => {
+                Err(e) if e.outage_cause().is_some() => {
                     self.log_store_failure("login lookup", &e);
-                    outage = true;
-                    self.outage.recall(name, Instant::now())
+                    match self.outage.recall(name, Instant::now()) {
+                        Some(record) => Some(record),
+                        None => return reject(auth::RejectReason::StoreUnavailable),
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "login lookup: the database answered with an error");
+                    return reject(auth::RejectReason::Unreadable);
                 }
             },
             None => None,
         };
-        if outage && record.is_none() {
-            counters.count(Event::Reject);
-            tracing::info!(reason = "database unavailable", "Access-Reject");
-            let decision = Decision::Reject(auth::RejectReason::StoreUnavailable);
-            return auth::reply(settings, request, &nas.secret, &decision);
-        }
         let decision = auth::decide(
             settings,
             request,

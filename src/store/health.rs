@@ -175,7 +175,7 @@ pub fn outage_cause(error: &sqlx::Error) -> Option<&'static str> {
 }
 
 /// SQLite's primary result codes that mean the file refuses writes.
-fn sqlite_cause(extended: i64) -> Option<&'static str> {
+pub(crate) fn sqlite_cause(extended: i64) -> Option<&'static str> {
     match extended & 0xff {
         5 | 6 => Some("locked by another process"),
         8 => Some("read-only"),

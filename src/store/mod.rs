@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::import::ImportPlan;
+use crate::import::{MAX_LISTED_REJECTIONS, RejectedRow};
 
 use crate::model::{
     Actor, AuditEntry, Contract, EnforcementJob, JobState, Login, Password, Release,
@@ -33,9 +33,13 @@ use crate::policy::{ContractState, Grant, ParameterError, Parameters, Profile, R
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// A read through SQLite's own API failed.
-    #[error("database error: {0}")]
-    Read(String),
+    /// A read through SQLite's own API failed; with the cause when the
+    /// file itself failed (as for writes: "disk I/O error", ...).
+    #[error("database error: {message}")]
+    Read {
+        message: String,
+        cause: Option<&'static str>,
+    },
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the database: {0}")]
@@ -56,6 +60,9 @@ pub enum StoreError {
     InvalidParameter(#[from] ParameterError),
     #[error("the database holds a value liberad cannot read: {0}")]
     Corrupt(String),
+    /// What was given to the store cannot be read (an import file).
+    #[error("{0}")]
+    InvalidInput(String),
     /// The store refuses writes before trying them (its file is gone).
     #[error("the database refuses writes ({cause}): {detail}")]
     Unwritable { cause: &'static str, detail: String },
@@ -68,6 +75,7 @@ impl StoreError {
         match self {
             StoreError::Database(e) => health::outage_cause(e),
             StoreError::Unwritable { cause, .. } => Some(cause),
+            StoreError::Read { cause, .. } => *cause,
             _ => None,
         }
     }
@@ -278,6 +286,31 @@ pub struct ImportCounts {
     pub logins_unchanged: u64,
     /// CoA / Disconnect jobs queued by state changes.
     pub enforcement_jobs: u64,
+}
+
+pub use crate::import::ImportRows;
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// Whether anything was written (not when rows were rejected without
+    /// `skip_invalid`).
+    pub applied: bool,
+    /// Data rows read.
+    pub rows: u64,
+    pub counts: ImportCounts,
+    /// The rejected rows, the first [`MAX_LISTED_REJECTIONS`] of them.
+    pub rejected: Vec<RejectedRow>,
+    pub rejected_total: u64,
+}
+
+impl ImportOutcome {
+    fn reject(&mut self, row: RejectedRow) {
+        self.rejected_total += 1;
+        if self.rejected.len() < MAX_LISTED_REJECTIONS {
+            self.rejected.push(row);
+        }
+    }
 }
 
 /// What the RADIUS server needs to decide an Access-Request for a login.
@@ -510,13 +543,17 @@ pub trait Store: Send + Sync {
     /// These jobs, as they stand.
     async fn enforcement_jobs_by_id(&self, ids: &[i64]) -> Result<Vec<EnforcementJob>, StoreError>;
 
-    /// Applies the valid rows of an import in one transaction.
+    /// Imports rows in one transaction, batch by batch as `rows` hands
+    /// them over (the file is read while it is written, never held whole).
+    /// A row that cannot be imported is rejected with its line; with
+    /// `skip_invalid` the others are imported, without it nothing is.
     async fn import(
         &self,
-        plan: &ImportPlan,
+        rows: &mut ImportRows,
+        skip_invalid: bool,
         actor: &Actor,
         now: DateTime<Utc>,
-    ) -> Result<ImportCounts, StoreError>;
+    ) -> Result<ImportOutcome, StoreError>;
 }
 
 /// What differs between the SQL of the two backends.

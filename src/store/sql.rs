@@ -13,11 +13,11 @@ use sqlx::{Pool, QueryBuilder, Row, Transaction};
 use super::health::WriteHealth;
 use super::{
     AccountingEvent, AccountingKind, AuthRecord, ContractRecord, DatabaseFile, Enforced,
-    ExpiredRelease, ImportCounts, JobClaim, JobResult, Lease, NewContract, NewLogin, OutboxJob,
+    ExpiredRelease, ImportCounts, ImportOutcome, ImportRows, JobClaim, JobResult, Lease, NewContract, NewLogin, OutboxJob,
     ReleaseRequest, SessionEnforcement, SessionTarget, StateChange, Store, StoreCounts,
     StoreError, WriteStatus,
 };
-use crate::import::ImportPlan;
+use crate::import::{ContractRow, LoginRow, ParsedRow, RejectedRow};
 use crate::model::{
     Actor, AuditEntry, Contract, EndReason, EnforcementJob, Login, Password, Release,
     ReplyAttribute, RequestKind, Session,
@@ -901,115 +901,418 @@ impl Store for SqlStore {
 
     async fn import(
         &self,
-        plan: &ImportPlan,
+        rows: &mut ImportRows,
+        skip_invalid: bool,
         actor: &Actor,
         now: DateTime<Utc>,
-    ) -> Result<ImportCounts, StoreError> {
+    ) -> Result<ImportOutcome, StoreError> {
         self.health.observe(async {
             let mut tx = self.write().await?;
-            let mut counts = ImportCounts::default();
-            // In batches, so that a base of a million subscribers takes a few
-            // statements per batch rather than several per row.
-            for batch in plan.contracts.chunks(BATCH) {
-                let existing = load_contracts(&mut tx, batch.iter().map(|r| r.id.as_str())).await?;
-                let mut created = Vec::new();
-                let mut audit = Vec::new();
-                for row in batch {
-                    let Some(existing) = existing.get(&row.id) else {
-                        let state = row.state.unwrap_or(ContractState::Active);
-                        let detail = format!("line {}: contract created as {state}", row.line);
-                        audit.push((row.id.as_str(), detail));
-                        created.push(NewContract {
-                            id: row.id.clone(),
-                            name: row.name.clone().unwrap_or_default(),
-                            state,
-                        });
-                        continue;
-                    };
-                    let mut changed = false;
-                    if let Some(name) = row.name.as_ref().filter(|n| **n != existing.name) {
-                        sqlx::query("UPDATE contracts SET name = $1 WHERE id = $2")
-                            .bind(name)
-                            .bind(&row.id)
-                            .execute(&mut *tx)
-                            .await?;
-                        let detail = format!("line {}: name changed to {name:?}", row.line);
-                        audit.push((row.id.as_str(), detail));
-                        changed = true;
-                    }
-                    if let Some(state) = row.state.filter(|s| *s != existing.state) {
-                        let reason = format!("import, line {}", row.line);
-                        let change =
-                            change_state(&mut tx, &row.id, state, &reason, actor, now, "import")
-                                .await?;
-                        counts.enforcement_jobs += change.jobs.len() as u64;
-                        changed = true;
-                    }
-                    if changed {
-                        counts.contracts_updated += 1;
-                    } else {
-                        counts.contracts_unchanged += 1;
-                    }
-                }
-                insert_contracts(&mut tx, &created, now).await?;
-                counts.contracts_created += created.len() as u64;
-                write_audits(&mut tx, now, actor, "import", &audit).await?;
+            // What this import took from the file so far, kept in the
+            // transaction rather than in memory: a file of millions of rows
+            // costs no more memory than one of a thousand.
+            for sql in IMPORT_TABLES {
+                sqlx::query(sql).execute(&mut *tx).await?;
             }
-            for batch in plan.logins.chunks(BATCH) {
-                let existing = load_login_secrets(&mut tx, batch).await?;
-                let mut created = Vec::new();
-                let mut audit = Vec::new();
-                for row in batch {
-                    let reply = reply_text(&row.reply);
-                    let Some(old) = existing.get(&row.username) else {
-                        let detail = format!("line {}: login {} created", row.line, row.username);
-                        audit.push((row.contract_id.as_str(), detail));
-                        created.push((row, reply));
-                        continue;
-                    };
-                    if old.contract_id == row.contract_id
-                        && old.password == row.password.stored()
-                        && old.password_type == row.password.kind()
-                        && old.reply == reply
-                    {
-                        counts.logins_unchanged += 1;
-                        continue;
-                    }
-                    sqlx::query(
-                        "UPDATE logins SET contract_id = $2, password = $3, password_type = $6, \
-                         reply = $4, updated_at = $5 WHERE username = $1",
-                    )
-                    .bind(&row.username)
-                    .bind(&row.contract_id)
-                    .bind(row.password.stored())
-                    .bind(&reply)
-                    .bind(now.timestamp())
-                    .bind(row.password.kind())
-                    .execute(&mut *tx)
-                    .await?;
-                    counts.logins_updated += 1;
-                    let detail = format!("line {}: login {} updated", row.line, row.username);
-                    audit.push((row.contract_id.as_str(), detail));
-                }
-                insert_logins(&mut tx, &created, now).await?;
-                counts.logins_created += created.len() as u64;
-                write_audits(&mut tx, now, actor, "import", &audit).await?;
+            let mut outcome = ImportOutcome::default();
+            while let Some(batch) = rows.recv().await {
+                let batch = batch.map_err(|e| StoreError::InvalidInput(e.to_string()))?;
+                import_batch(&mut tx, &batch, actor, now, &mut outcome).await?;
             }
+            let statuses = sqlx::query("SELECT status, COUNT(*) AS n FROM import_contracts GROUP BY status")
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in statuses {
+                let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+                match row.try_get::<String, _>("status")?.as_str() {
+                    "created" => outcome.counts.contracts_created = n,
+                    "updated" => outcome.counts.contracts_updated = n,
+                    _ => outcome.counts.contracts_unchanged = n,
+                }
+            }
+            outcome.applied = outcome.rejected_total == 0 || skip_invalid;
+            if !outcome.applied {
+                tx.rollback().await?;
+                return Ok(outcome);
+            }
+            let counts = &outcome.counts;
             let detail = format!(
                 "{} rows: contracts {} created, {} updated; logins {} created, {} updated; \
                  {} rows rejected",
-                plan.rows,
+                outcome.rows,
                 counts.contracts_created,
                 counts.contracts_updated,
                 counts.logins_created,
                 counts.logins_updated,
-                plan.rejected.len()
+                outcome.rejected_total
             );
             write_audit(&mut tx, now, actor, "import", None, &detail, "ok").await?;
+            for sql in ["DROP TABLE import_contracts", "DROP TABLE import_logins"] {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
-            Ok(counts)
+            Ok(outcome)
         }.await)
     }
+}
+
+/// The import's own tables, temporary (this connection only, gone with the
+/// transaction if it rolls back): each contract and login the file gave,
+/// with the first line it was on, what the file said of the contract, and
+/// what the import did to it (`created`, `updated`, `unchanged`).
+const IMPORT_TABLES: [&str; 4] = [
+    "CREATE TEMP TABLE IF NOT EXISTS import_contracts (id TEXT PRIMARY KEY, line BIGINT NOT NULL, \
+       name TEXT, state TEXT, status TEXT NOT NULL)",
+    "CREATE TEMP TABLE IF NOT EXISTS import_logins (username TEXT PRIMARY KEY, line BIGINT NOT NULL)",
+    "DELETE FROM import_contracts",
+    "DELETE FROM import_logins",
+];
+
+/// What the import holds of one contract: what the file gave, and what was
+/// done to the contract.
+struct ImportedContract {
+    known: crate::import::Known,
+    status: &'static str,
+}
+
+/// Checks a batch of rows against what the import took before, writes the
+/// good ones, and counts the rest among the rejected.
+async fn import_batch(
+    conn: &mut Conn,
+    batch: &[ParsedRow],
+    actor: &Actor,
+    now: DateTime<Utc>,
+    outcome: &mut ImportOutcome,
+) -> Result<(), StoreError> {
+    use crate::import::{Known, Merge};
+    outcome.rows += batch.len() as u64;
+    let good = || batch.iter().filter_map(|row| row.as_ref().ok());
+    let mut known = imported_contracts(conn, good().map(|r| r.contract.id.as_str())).await?;
+    let mut logins_seen =
+        imported_logins(conn, good().filter_map(|r| r.login.as_ref()).map(|l| l.username.as_str()))
+            .await?;
+    let mut firsts: Vec<&ContractRow> = Vec::new();
+    let mut fills: Vec<&ContractRow> = Vec::new();
+    let mut logins: Vec<&LoginRow> = Vec::new();
+    let mut fresh_logins: Vec<(&str, u64)> = Vec::new();
+    for parsed in batch {
+        let row = match parsed {
+            Ok(row) => row,
+            Err(rejected) => {
+                outcome.reject(rejected.clone());
+                continue;
+            }
+        };
+        let decided = row
+            .login
+            .as_ref()
+            .map_or(Ok(()), |login| {
+                crate::import::repeated_login(&login.username, logins_seen.get(&login.username).copied())
+            })
+            .and_then(|()| {
+                let before = known.get(&row.contract.id).map(|c| &c.known);
+                crate::import::merge(before, &row.contract)
+            });
+        let merged = match decided {
+            Ok(merged) => merged,
+            Err(reason) => {
+                outcome.reject(RejectedRow { line: row.line, reason });
+                continue;
+            }
+        };
+        let before = known.get(&row.contract.id);
+        let after = Known::after(before.map(|c| &c.known), &row.contract);
+        let status = before.map_or("pending", |c| c.status);
+        known.insert(row.contract.id.clone(), ImportedContract { known: after, status });
+        match merged {
+            Merge::First => firsts.push(&row.contract),
+            Merge::FillIn { .. } => fills.push(&row.contract),
+            Merge::Same => {}
+        }
+        if let Some(login) = &row.login {
+            logins_seen.insert(login.username.clone(), login.line);
+            fresh_logins.push((login.username.as_str(), login.line));
+            logins.push(login);
+        }
+    }
+    // The contracts first seen in this batch, then what later rows filled
+    // in (a contract may be both), then the logins.
+    let mut done = import_contracts(conn, &firsts, actor, now, outcome).await?;
+    for contract in &fills {
+        let status = done
+            .get(&contract.id)
+            .copied()
+            .or_else(|| known.get(&contract.id).map(|c| c.status))
+            .unwrap_or("unchanged");
+        let status = fill_in_contract(conn, contract, status, actor, now, outcome).await?;
+        done.insert(contract.id.clone(), status);
+    }
+    let mut recorded = QueryBuilder::<Db>::new(
+        "INSERT INTO import_contracts (id, line, name, state, status) ",
+    );
+    let mut entries: Vec<(&String, &ImportedContract)> = known
+        .iter()
+        .filter(|(id, _)| done.contains_key(*id))
+        .collect();
+    entries.sort_by_key(|(_, c)| c.known.line);
+    if !entries.is_empty() {
+        recorded.push_values(&entries, |mut values, (id, contract)| {
+            values
+                .push_bind(id.as_str())
+                .push_bind(i64::try_from(contract.known.line).unwrap_or(i64::MAX))
+                .push_bind(contract.known.name.as_deref())
+                .push_bind(contract.known.state.map(ContractState::as_str))
+                .push_bind(done.get(*id).copied().unwrap_or(contract.status));
+        });
+        recorded.push(
+            " ON CONFLICT (id) DO UPDATE SET name = excluded.name, state = excluded.state, \
+             status = excluded.status",
+        );
+        recorded.build().execute(&mut *conn).await?;
+    }
+    import_logins(conn, &logins, actor, now, &mut outcome.counts).await?;
+    if !fresh_logins.is_empty() {
+        let mut recorded = QueryBuilder::<Db>::new("INSERT INTO import_logins (username, line) ");
+        recorded.push_values(&fresh_logins, |mut values, (username, line)| {
+            values
+                .push_bind(*username)
+                .push_bind(i64::try_from(*line).unwrap_or(i64::MAX));
+        });
+        recorded.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The contracts among `ids` that this import has seen, with what it did.
+async fn imported_contracts<'a>(
+    conn: &mut Conn,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<HashMap<String, ImportedContract>, StoreError> {
+    let ids: Vec<&str> = ids.collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut query = QueryBuilder::<Db>::new(
+        "SELECT id, line, name, state, status FROM import_contracts WHERE id IN (",
+    );
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(id);
+    }
+    query.push(")");
+    let rows = query.build().fetch_all(conn).await?;
+    rows.iter()
+        .map(|row| {
+            let state = row
+                .try_get::<Option<String>, _>("state")?
+                .map(|s| s.parse::<ContractState>())
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let status = match row.try_get::<String, _>("status")?.as_str() {
+                "created" => "created",
+                "updated" => "updated",
+                _ => "unchanged",
+            };
+            Ok((
+                row.try_get("id")?,
+                ImportedContract {
+                    known: crate::import::Known {
+                        line: u64::try_from(row.try_get::<i64, _>("line")?).unwrap_or(0),
+                        name: row.try_get("name")?,
+                        state,
+                    },
+                    status,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The logins among `usernames` that this import has seen, by first line.
+async fn imported_logins<'a>(
+    conn: &mut Conn,
+    usernames: impl Iterator<Item = &'a str>,
+) -> Result<HashMap<String, u64>, StoreError> {
+    let usernames: Vec<&str> = usernames.collect();
+    if usernames.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut query =
+        QueryBuilder::<Db>::new("SELECT username, line FROM import_logins WHERE username IN (");
+    let mut list = query.separated(", ");
+    for username in usernames {
+        list.push_bind(username);
+    }
+    query.push(")");
+    let rows = query.build().fetch_all(conn).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("username")?,
+                u64::try_from(row.try_get::<i64, _>("line")?).unwrap_or(0),
+            ))
+        })
+        .collect()
+}
+
+/// Creates or updates the contracts the file gives for the first time, in
+/// a few statements; returns what was done to each.
+async fn import_contracts(
+    conn: &mut Conn,
+    rows: &[&ContractRow],
+    actor: &Actor,
+    now: DateTime<Utc>,
+    outcome: &mut ImportOutcome,
+) -> Result<HashMap<String, &'static str>, StoreError> {
+    let mut done = HashMap::with_capacity(rows.len());
+    if rows.is_empty() {
+        return Ok(done);
+    }
+    let existing = load_contracts(conn, rows.iter().map(|r| r.id.as_str())).await?;
+    let mut created = Vec::new();
+    let mut audit = Vec::new();
+    for row in rows {
+        let Some(existing) = existing.get(&row.id) else {
+            let state = row.state.unwrap_or(ContractState::Active);
+            let detail = format!("line {}: contract created as {state}", row.line);
+            audit.push((row.id.as_str(), detail));
+            created.push(NewContract {
+                id: row.id.clone(),
+                name: row.name.clone().unwrap_or_default(),
+                state,
+            });
+            done.insert(row.id.clone(), "created");
+            continue;
+        };
+        let changed = update_contract(conn, existing, row, actor, now, &mut audit, outcome).await?;
+        done.insert(row.id.clone(), if changed { "updated" } else { "unchanged" });
+    }
+    insert_contracts(conn, &created, now).await?;
+    write_audits(conn, now, actor, "import", &audit).await?;
+    Ok(done)
+}
+
+/// Gives an existing contract the name and state a row says, where they
+/// differ; true when something changed.
+async fn update_contract<'r>(
+    conn: &mut Conn,
+    existing: &Contract,
+    row: &'r ContractRow,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    audit: &mut Vec<(&'r str, String)>,
+    outcome: &mut ImportOutcome,
+) -> Result<bool, StoreError> {
+    let mut changed = false;
+    if let Some(name) = row.name.as_ref().filter(|n| **n != existing.name) {
+        sqlx::query("UPDATE contracts SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(&row.id)
+            .execute(&mut *conn)
+            .await?;
+        let detail = format!("line {}: name changed to {name:?}", row.line);
+        audit.push((row.id.as_str(), detail));
+        changed = true;
+    }
+    if let Some(state) = row.state.filter(|s| *s != existing.state) {
+        let reason = format!("import, line {}", row.line);
+        let change = change_state(conn, &row.id, state, &reason, actor, now, "import").await?;
+        outcome.counts.enforcement_jobs += change.jobs.len() as u64;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// Applies what a later row fills in of a contract the import already
+/// wrote; returns what the import has now done to it.
+async fn fill_in_contract(
+    conn: &mut Conn,
+    row: &ContractRow,
+    status: &'static str,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    outcome: &mut ImportOutcome,
+) -> Result<&'static str, StoreError> {
+    let Some(existing) = load_contract(conn, &row.id).await? else {
+        return Err(StoreError::ContractNotFound(row.id.clone()));
+    };
+    let mut audit = Vec::new();
+    if status == "created" {
+        // Made by this import: the row completes its creation.
+        sqlx::query(
+            "UPDATE contracts SET name = COALESCE($1, name), state = COALESCE($2, state) \
+             WHERE id = $3",
+        )
+        .bind(row.name.as_deref())
+        .bind(row.state.map(ContractState::as_str))
+        .bind(&row.id)
+        .execute(&mut *conn)
+        .await?;
+        let given: Vec<String> = [
+            row.name.as_ref().map(|n| format!("name {n:?}")),
+            row.state.map(|s| format!("state {s}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        audit.push((row.id.as_str(), format!("line {}: {}", row.line, given.join(", "))));
+        write_audits(conn, now, actor, "import", &audit).await?;
+        return Ok("created");
+    }
+    let changed = update_contract(conn, &existing, row, actor, now, &mut audit, outcome).await?;
+    write_audits(conn, now, actor, "import", &audit).await?;
+    Ok(if changed || status == "updated" { "updated" } else { "unchanged" })
+}
+
+/// Creates or updates logins, in a few statements per batch.
+async fn import_logins(
+    conn: &mut Conn,
+    rows: &[&LoginRow],
+    actor: &Actor,
+    now: DateTime<Utc>,
+    counts: &mut ImportCounts,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let existing = load_login_secrets(conn, rows).await?;
+    let mut created = Vec::new();
+    let mut audit = Vec::new();
+    for row in rows {
+        let reply = reply_text(&row.reply);
+        let Some(old) = existing.get(&row.username) else {
+            let detail = format!("line {}: login {} created", row.line, row.username);
+            audit.push((row.contract_id.as_str(), detail));
+            created.push((*row, reply));
+            continue;
+        };
+        if old.contract_id == row.contract_id
+            && old.password == row.password.stored()
+            && old.password_type == row.password.kind()
+            && old.reply == reply
+        {
+            counts.logins_unchanged += 1;
+            continue;
+        }
+        sqlx::query(
+            "UPDATE logins SET contract_id = $2, password = $3, password_type = $6, \
+             reply = $4, updated_at = $5 WHERE username = $1",
+        )
+        .bind(&row.username)
+        .bind(&row.contract_id)
+        .bind(row.password.stored())
+        .bind(&reply)
+        .bind(now.timestamp())
+        .bind(row.password.kind())
+        .execute(&mut *conn)
+        .await?;
+        counts.logins_updated += 1;
+        let detail = format!("line {}: login {} updated", row.line, row.username);
+        audit.push((row.contract_id.as_str(), detail));
+    }
+    insert_logins(conn, &created, now).await?;
+    counts.logins_created += created.len() as u64;
+    write_audits(conn, now, actor, "import", &audit).await
 }
 
 /// Applies one accounting event inside a write transaction. Events are
@@ -1590,7 +1893,7 @@ struct LoginSecret {
 /// The logins among `rows` that exist, by username.
 async fn load_login_secrets(
     conn: &mut Conn,
-    rows: &[crate::import::LoginRow],
+    rows: &[&LoginRow],
 ) -> Result<HashMap<String, LoginSecret>, StoreError> {
     let mut query = QueryBuilder::<Db>::new(
         "SELECT username, contract_id, password, password_type, reply \
@@ -1621,7 +1924,7 @@ async fn load_login_secrets(
 /// Inserts new logins, each with its reply already written as text.
 async fn insert_logins(
     conn: &mut Conn,
-    logins: &[(&crate::import::LoginRow, String)],
+    logins: &[(&LoginRow, String)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     if logins.is_empty() {

@@ -281,7 +281,16 @@ fn lookup(
 }
 
 fn read_error(e: rusqlite::Error) -> StoreError {
-    StoreError::Read(e.to_string())
+    let cause = match &e {
+        rusqlite::Error::SqliteFailure(failure, _) => {
+            super::health::sqlite_cause(i64::from(failure.extended_code))
+        }
+        _ => None,
+    };
+    StoreError::Read {
+        message: e.to_string(),
+        cause,
+    }
 }
 
 #[cfg(test)]

@@ -193,3 +193,142 @@ fn the_configuration_refuses_reply_attributes_a_reply_may_not_carry() {
         assert!(stderr(&out).contains(&name), "{profile}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_nul_byte_is_refused_without_costing_the_other_requests_their_answer() {
+    let (daemon, mut auth, mut acct) = start();
+    let mut requests = Vec::new();
+    for n in 0..30 {
+        let id = format!("good-{n}");
+        requests.push((true, start_packet(&mut acct, b"maria", id.as_bytes())));
+        if n == 10 {
+            requests.push((false, start_packet(&mut acct, b"ma\0ria", b"bad-user")));
+            requests.push((false, start_packet(&mut acct, b"maria", b"bad\0id")));
+        }
+    }
+    // All at once, so that the writer takes them in one batch.
+    for (_, request) in &requests {
+        acct.send(request);
+    }
+    let mut answered = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut buffer = [0u8; 4096];
+    while answered.len() < 30 && std::time::Instant::now() < deadline {
+        acct.socket
+            .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+            .unwrap();
+        if let Ok((n, _)) = acct.socket.recv_from(&mut buffer) {
+            assert_eq!(buffer[0], code::ACCOUNTING_RESPONSE);
+            answered.insert(buffer[1]);
+            assert!(n >= 20);
+        }
+    }
+    for (good, request) in &requests {
+        assert_eq!(
+            answered.contains(&request[1]),
+            *good,
+            "request {} answered: {}",
+            request[1],
+            !good
+        );
+    }
+    let (_, sessions) = daemon.ctl_json(&["sessions", "--limit", "100"]);
+    assert_eq!(sessions["data"].as_array().unwrap().len(), 30, "{sessions}");
+
+    // A login with a NUL in its name is rejected without troubling the
+    // database, and not reported as an outage.
+    let reply = auth.pap("jo\0se", "pw-jose");
+    assert_eq!(reply.code, code::ACCESS_REJECT);
+    assert_eq!(auth.pap("jose", "pw-jose").code, code::ACCESS_ACCEPT);
+    daemon.wait_for_log("accounting request refused");
+    let log = daemon.log_text();
+    assert!(!log.contains("cannot be reached"), "{log}");
+    assert!(log.contains("User-Name is not a login name"), "{log}");
+}
+
+fn start_packet(acct: &mut Nas, user: &[u8], session: &[u8]) -> Vec<u8> {
+    acct.accounting_packet(
+        START,
+        &[(attr::USER_NAME, user), (attr::ACCT_SESSION_ID, session)],
+    )
+}
+
+/// The lines of the rejected rows in an import's answer.
+fn rejected_lines(answer: &serde_json::Value) -> Vec<u64> {
+    answer["data"]["rejected"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rejected rows in {answer}"))
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn an_import_names_the_lines_an_editor_shows_whatever_the_line_ends() {
+    let daemon = Daemon::start();
+    for (name, eol) in [("lf", "\n"), ("crlf", "\r\n"), ("cr", "\r")] {
+        let text = [
+            "contract_id,name,state,username,password",
+            &format!("{name}-1,A,blocked,{name}-a,pw"),
+            &format!("{name}-2,B,bloqueado,{name}-b,pw"),
+            "",
+            &format!("\"{name}-3\",\"Two"),
+            &format!("lines\",active,{name}-c,pw"),
+            &format!("{name}-4,D,wrong,{name}-d,pw"),
+            &format!("{name}-5,E,active,{name}-e,pw"),
+        ]
+        .join(eol)
+            + eol;
+        let file = write_file(&daemon.dir, &format!("{name}.csv"), &text);
+        let (rc, v) = daemon.ctl_json(&["import", file.to_str().unwrap()]);
+        assert_eq!(rc, 1, "{name}: {v}");
+        assert_eq!(rejected_lines(&v), vec![3, 5, 7], "{name}: {v}");
+        let (rc, v) = daemon.ctl_json(&["import", "--skip-invalid", file.to_str().unwrap()]);
+        assert_eq!(rc, 0, "{name}: {v}");
+        assert_eq!(v["data"]["counts"]["contracts_created"], 2, "{name}: {v}");
+    }
+}
+
+#[test]
+fn an_import_larger_than_a_batch_is_checked_across_batches() {
+    let daemon = Daemon::start();
+    let mut text = String::from("contract_id,state,username,password\n");
+    text.push_str("big-1,,first,pw\n");
+    for n in 2..1_200 {
+        text.push_str(&format!("big-{n},active,user-{n},pw\n"));
+    }
+    // Line 1201: fills in big-1's state; line 1202 repeats line 3's login;
+    // line 1203 contradicts line 1201.
+    text.push_str("big-1,blocked,second,pw\n");
+    text.push_str("big-9,active,user-2,pw\n");
+    text.push_str("big-1,active,third,pw\n");
+    let file = write_file(&daemon.dir, "big.csv", &text);
+    let (rc, v) = daemon.ctl_json(&["import", file.to_str().unwrap()]);
+    assert_eq!(rc, 1, "{v}");
+    assert_eq!(rejected_lines(&v), vec![1202, 1203], "{v}");
+    let reasons: Vec<&str> = v["data"]["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons[0].contains("already on line 3"), "{reasons:?}");
+    assert!(reasons[1].contains("line 2"), "{reasons:?}");
+    // Nothing was written.
+    let (rc, _) = daemon.ctl_json(&["contract", "show", "big-1"]);
+    assert_eq!(rc, 1);
+    let (rc, v) = daemon.ctl_json(&["import", "--skip-invalid", file.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{v}");
+    assert_eq!(v["data"]["counts"]["contracts_created"], 1_199, "{v}");
+    assert_eq!(v["data"]["counts"]["logins_created"], 1_200, "{v}");
+    let (_, show) = daemon.ctl_json(&["contract", "show", "big-1"]);
+    assert_eq!(show["data"]["contract"]["state"], "blocked", "{show}");
+    // The copy of the file the daemon kept while it arrived is gone.
+    let state = daemon.dir.join("a-state");
+    let left: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".import"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
