@@ -59,8 +59,8 @@ pub struct CompareArgs {
     pub server_core: usize,
 }
 
-const SECRET: &str = "testing123";
-const AUTH_PORT: u16 = 31812;
+pub(crate) const SECRET: &str = "testing123";
+pub(crate) const AUTH_PORT: u16 = 31812;
 const ACCT_PORT: u16 = 31813;
 const COA_PORT: u16 = 31799;
 
@@ -122,14 +122,14 @@ struct Results {
 }
 
 /// A server under test: its process, however it was started.
-struct Running {
-    pid: u32,
+pub(crate) struct Running {
+    pub(crate) pid: u32,
     child: Option<Child>,
     stop: Box<dyn Fn(&mut Running)>,
 }
 
 impl Running {
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let stop = std::mem::replace(&mut self.stop, Box::new(|_| {}));
         stop(&mut self);
     }
@@ -226,14 +226,14 @@ fn run_in(args: &CompareArgs, work: &Path) -> Result<(), String> {
 }
 
 /// The binaries, with liberad-bench itself.
-struct Bins {
+pub(crate) struct Bins {
     liberad: PathBuf,
-    liberactl: PathBuf,
+    pub(crate) liberactl: PathBuf,
     bench: PathBuf,
 }
 
 impl Bins {
-    fn find(dir: &Path) -> Result<Bins, String> {
+    pub(crate) fn find(dir: &Path) -> Result<Bins, String> {
         let bins = Bins {
             liberad: dir.join("liberad"),
             liberactl: dir.join("liberactl"),
@@ -256,7 +256,7 @@ impl Bins {
     }
 
     /// The load generator on the generator's core, its JSON report.
-    fn load(&self, core: usize, args: &[String]) -> Result<Report, String> {
+    pub(crate) fn load(&self, core: usize, args: &[String]) -> Result<Report, String> {
         let out = run_command(
             Command::new("taskset")
                 .args(["-c", &core.to_string()])
@@ -269,7 +269,7 @@ impl Bins {
     }
 }
 
-fn path(p: &Path) -> &str {
+pub(crate) fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 paths")
 }
 
@@ -349,7 +349,7 @@ fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
-fn rss_mb(pid: u32) -> f64 {
+pub(crate) fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|t| {
@@ -601,7 +601,7 @@ login_reply = false
 
 /// Starts liberad on `database`, pinned to `core`, and waits until its
 /// admin socket answers.
-fn start_liberad(
+pub(crate) fn start_liberad(
     bins: &Bins,
     dir: &Path,
     database: &str,

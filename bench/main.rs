@@ -7,10 +7,13 @@
 //! - `subscribers`: a subscriber base as CSV, for liberad and FreeRADIUS;
 //! - `seed`: liberad's database filled from it;
 //! - `compare`: liberad and FreeRADIUS side by side, and liberad's growth
-//!   (what `bench/compare.sh` runs).
+//!   (what `bench/compare.sh` runs);
+//! - `memory`: liberad's resident memory during a large import and after
+//!   many distinct logins, against bounds.
 
 mod compare;
 mod load;
+mod memory;
 mod nas;
 mod seed;
 
@@ -37,6 +40,8 @@ enum Command {
     Seed(seed::SeedArgs),
     /// Run the side-by-side comparison and the growth measurements.
     Compare(compare::CompareArgs),
+    /// Measure resident memory during a large import and after many logins.
+    Memory(memory::MemoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
             .and_then(|runtime| runtime.block_on(seed::seed(&args)))
             .map(|summary| println!("{summary}")),
         Command::Compare(args) => compare::run(&args),
+        Command::Memory(args) => memory::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

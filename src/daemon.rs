@@ -31,9 +31,6 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// after a stop signal.
 pub const ENFORCEMENT_DRAIN: Duration = Duration::from_secs(5);
 
-/// Logins remembered for a database outage at most.
-const OUTAGE_CACHE_CAPACITY: usize = 2_000_000;
-
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -131,7 +128,7 @@ pub async fn run(
     let outage = AuthCache::new(
         config.database.on_outage,
         Duration::from_secs(config.database.cache_ttl_secs),
-        OUTAGE_CACHE_CAPACITY,
+        config.database.cache_logins,
     );
     let radius = Arc::new(RadiusServer::new(
         Arc::clone(&settings),
@@ -222,6 +219,7 @@ pub async fn run(
 
     notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
     start_watchdog(&background, shutdown.clone());
+    start_maintenance(&background, Arc::clone(&store), shutdown.clone());
 
     let reloader = Reloader {
         path: config_path,
@@ -319,6 +317,29 @@ fn notify(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(false, states) {
         tracing::debug!(error = %e, "systemd notification not sent");
     }
+}
+
+/// How often the store looks after itself (its file still there, its WAL
+/// truncated).
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Runs the store's periodic care until `shutdown`.
+fn start_maintenance(
+    tasks: &TaskTracker,
+    store: Arc<dyn store::Store>,
+    shutdown: CancellationToken,
+) {
+    tasks.spawn(async move {
+        let mut ticks = tokio::time::interval(MAINTENANCE_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticks.tick() => store.maintain().await,
+            }
+        }
+    });
 }
 
 /// Pings systemd's watchdog at half its interval, when one is set.

@@ -67,7 +67,11 @@ impl Scheduler {
     /// older unsent enforcement of the same sessions.
     pub async fn catch_up(&self) {
         if let Err(e) = self.end_due().await {
-            crate::store::log_failure("scheduler: releases not ended at start-up; retrying", &e);
+            crate::store::log_failure(
+                self.store.as_ref(),
+                "scheduler: releases not ended at start-up; retrying",
+                &e,
+            );
         }
     }
 
@@ -80,7 +84,11 @@ impl Scheduler {
                     .min(MAX_SLEEP),
                 Ok(None) => MAX_SLEEP,
                 Err(e) => {
-                    crate::store::log_failure("scheduler: releases not ended; retrying", &e);
+                    crate::store::log_failure(
+                        self.store.as_ref(),
+                        "scheduler: releases not ended; retrying",
+                        &e,
+                    );
                     STORE_RETRY
                 }
             };

@@ -34,7 +34,7 @@ fn everything(url: &str) -> Vec<String> {
                 store.enforcement_jobs(None, false, 1000).await.unwrap()
             ),
         ];
-        for contract in store.contracts(None).await.unwrap() {
+        for contract in store.contracts(None, None, 10_000).await.unwrap() {
             all.push(format!(
                 "{:?}",
                 store.contract_record(&contract.id, 1000).await.unwrap()

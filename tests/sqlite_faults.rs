@@ -91,8 +91,20 @@ impl SmallDisk {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fs");
         std::fs::create_dir(&path).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m,mode=0700")])
+        // As root, or through sudo where the tests run as a user (the
+        // file system is then given to that user).
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let mut mount = if uid == 0 {
+            Command::new("mount")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "mount"]);
+            sudo
+        };
+        let out = mount
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={megabytes}m,mode=0700,uid={uid},gid={gid}"))
             .arg("tmpfs")
             .arg(&path)
             .output();
@@ -135,7 +147,14 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        let umount = |mut command: Command| command.arg("-l").arg(&self.path).status();
+        if rustix::process::getuid().is_root() {
+            let _ = umount(Command::new("umount"));
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "umount"]);
+            let _ = umount(sudo);
+        }
     }
 }
 
@@ -361,4 +380,21 @@ fn the_database_is_created_private_whatever_the_umask() {
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     daemon.launch();
     daemon.wait_for_log("every local user can read this file");
+}
+
+#[test]
+fn a_large_import_leaves_no_large_wal_behind() {
+    let daemon = Daemon::start();
+    let mut text = String::from("contract_id,name,state,username,password,reply\n");
+    for n in 0..20_000 {
+        text.push_str(&format!(
+            "{n},Cliente {n},active,user{n},pw{n},Mikrotik-Rate-Limit = 10M/10M\n"
+        ));
+    }
+    let file = write_file(&daemon.dir, "large.csv", &text);
+    let (rc, v) = daemon.ctl_json(&["import", file.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{v}");
+    let wal = daemon.dir.join("liberad.db-wal");
+    let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(size < 1 << 20, "the WAL is {size} bytes after the import");
 }

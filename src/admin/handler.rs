@@ -268,8 +268,30 @@ impl Admin {
                 model::check_contract_id(&id)?;
                 self.contract_summary(&id).await
             }
-            Request::ContractList { state } => {
-                self.listing("contracts", self.store.contracts(state).await)
+            Request::ContractList {
+                state,
+                after,
+                limit,
+            } => {
+                if let Some(id) = &after {
+                    model::check_contract_id(id)?;
+                }
+                let limit = clamp(limit);
+                match self.store.contracts(state, after.as_deref(), limit).await {
+                    Ok(list) => {
+                        let next = (list.len() == limit as usize)
+                            .then(|| list.last().map(|c| c.id.clone()))
+                            .flatten();
+                        let mut message = format!("{} contracts", list.len());
+                        if let Some(next) = &next {
+                            message.push_str(&format!("; more with --after {next}"));
+                        }
+                        let mut response = Response::success(message).with_data(&list);
+                        response.next_after = next;
+                        response
+                    }
+                    Err(e) => self.store_error(e, ""),
+                }
             }
             Request::LoginAdd {
                 username,

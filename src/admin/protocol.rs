@@ -53,9 +53,15 @@ pub enum Request {
     ContractShow {
         id: String,
     },
+    /// Contracts, a page at a time (ids ordered as numbers).
     ContractList {
         #[serde(default)]
         state: Option<ContractState>,
+        /// The last id of the previous page.
+        #[serde(default)]
+        after: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
     },
     LoginAdd {
         username: String,
@@ -278,6 +284,9 @@ pub struct Response {
     /// The daemon's time zone, in which dates are counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// A listing that may go on: what to pass as `after` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
     /// The command's result; its shape depends on the command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,

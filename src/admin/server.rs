@@ -2,9 +2,12 @@
 //! line and writes one JSON response per line.
 //!
 //! Lines are bounded ([`MAX_REQUEST_LINE`]), connections are bounded (the
-//! one over the limit is told `busy` and closed), a silent connection is
-//! closed after the idle timeout, and nothing a client sends can stop the
-//! loop: every bad line gets an error response and the connection goes on.
+//! one over the limit is told `busy` and closed), a request must arrive
+//! whole within the request timeout (the first one too, so that a client
+//! that connects and says nothing does not hold a slot), a connection
+//! silent between requests is closed after the idle timeout, and nothing a
+//! client sends can stop the loop: every bad line gets an error response
+//! and the connection goes on.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -89,7 +92,10 @@ impl AdminSocket {
         tasks: TaskTracker,
     ) {
         let slots = Arc::new(Semaphore::new(config.max_connections));
-        let idle = config.idle_timeout();
+        let limits = Limits {
+            idle: config.idle_timeout(),
+            request: config.request_timeout(),
+        };
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -110,7 +116,7 @@ impl AdminSocket {
                     let admin = Arc::clone(&admin);
                     let shutdown = shutdown.clone();
                     tasks.spawn(async move {
-                        serve_connection(stream, &admin, idle, shutdown).await;
+                        serve_connection(stream, &admin, limits, shutdown).await;
                         drop(slot);
                     });
                 }
@@ -128,22 +134,79 @@ impl Drop for AdminSocket {
     }
 }
 
-async fn refuse_busy(mut stream: UnixStream) {
+/// How long a connection may take.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// Silence between requests.
+    idle: Duration,
+    /// The first request after connecting, and each request from its
+    /// first byte to its newline.
+    request: Duration,
+}
+
+/// How long a refused connection gets to take its answer.
+const BUSY_LINGER: Duration = Duration::from_secs(1);
+
+/// Tells a connection over the limit that the daemon is busy. The answer
+/// is written first; then the client's request is read (and dropped), so
+/// that its write does not fail on a closed socket before it reads the
+/// answer.
+async fn refuse_busy(stream: UnixStream) {
     let response = Response::refusal(
         code::BUSY,
         "too many admin connections are open; try again shortly",
     );
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        write_response(&mut stream, &response),
-    )
-    .await;
+    let (read, mut write) = stream.into_split();
+    let answered = async {
+        write_response(&mut write, &response).await?;
+        let mut reader = BufReader::new(read);
+        let mut line = Vec::new();
+        read_line(&mut reader, &mut line).await.map(drop)
+    };
+    let _ = tokio::time::timeout(BUSY_LINGER, answered).await;
+}
+
+/// What waiting for the next request gave.
+enum Next {
+    Line(io::Result<Line>),
+    /// Nothing came within the idle (or, first, the request) timeout.
+    Silent,
+    /// A request began but did not end within the request timeout.
+    Slow,
+    Stop,
+}
+
+/// Waits for the start of the next request (at most `wait`), then for its
+/// end (at most the request timeout).
+async fn next_request<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    wait: Duration,
+    limits: Limits,
+    shutdown: &CancellationToken,
+) -> Next {
+    let started = tokio::select! {
+        () = shutdown.cancelled() => return Next::Stop,
+        started = tokio::time::timeout(wait, reader.fill_buf()) => started,
+    };
+    match started {
+        Err(_) => return Next::Silent,
+        Ok(Err(e)) => return Next::Line(Err(e)),
+        Ok(Ok(_)) => {}
+    }
+    tokio::select! {
+        () = shutdown.cancelled() => Next::Stop,
+        read = tokio::time::timeout(limits.request, read_line(reader, line)) => match read {
+            Err(_) => Next::Slow,
+            Ok(read) => Next::Line(read),
+        },
+    }
 }
 
 async fn serve_connection(
     stream: UnixStream,
     admin: &Admin,
-    idle: Duration,
+    limits: Limits,
     shutdown: CancellationToken,
 ) {
     let uid = stream.peer_cred().ok().map(|cred| cred.uid());
@@ -151,26 +214,41 @@ async fn serve_connection(
     let mut reader = BufReader::new(read);
     let mut line = Vec::new();
     let mut session = Session::default();
+    // A client that connects must say something soon; between requests it
+    // may think for longer.
+    let mut wait = limits.request;
     loop {
-        let next = tokio::select! {
-            () = shutdown.cancelled() => break,
-            next = tokio::time::timeout(idle, read_line(&mut reader, &mut line)) => next,
-        };
+        let next = next_request(&mut reader, &mut line, wait, limits, &shutdown).await;
+        wait = limits.idle;
         let response = match next {
-            Err(_) => {
-                tracing::debug!(uid, "admin connection idle, closing");
+            Next::Stop => break,
+            Next::Silent => {
+                tracing::debug!(uid, "admin connection silent, closing");
                 break;
             }
-            Ok(Err(e)) => {
+            Next::Slow => {
+                tracing::debug!(uid, "admin request too slow, closing");
+                let response = Response::refusal(
+                    code::INVALID_REQUEST,
+                    format!(
+                        "the request did not arrive whole within {} s; the connection is closed",
+                        limits.request.as_secs()
+                    ),
+                );
+                let _ =
+                    tokio::time::timeout(BUSY_LINGER, write_response(&mut write, &response)).await;
+                break;
+            }
+            Next::Line(Err(e)) => {
                 tracing::debug!(uid, error = %e, "admin connection read failed");
                 break;
             }
-            Ok(Ok(Line::End)) => break,
-            Ok(Ok(Line::TooLong)) => Response::refusal(
+            Next::Line(Ok(Line::End)) => break,
+            Next::Line(Ok(Line::TooLong)) => Response::refusal(
                 code::LINE_TOO_LONG,
                 format!("request line longer than {MAX_REQUEST_LINE} bytes; it was ignored"),
             ),
-            Ok(Ok(Line::Complete)) => {
+            Next::Line(Ok(Line::Complete)) => {
                 let text = trim_line(&line);
                 if text.is_empty() {
                     continue;
@@ -182,7 +260,8 @@ async fn serve_connection(
             }
         };
         // A client that stops reading is dropped, not waited for forever.
-        let written = tokio::time::timeout(idle, write_response(&mut write, &response)).await;
+        let written =
+            tokio::time::timeout(limits.idle, write_response(&mut write, &response)).await;
         if !matches!(written, Ok(Ok(()))) {
             break;
         }

@@ -59,9 +59,20 @@ impl Client {
         let mut line = serde_json::to_vec(request)
             .map_err(|e| Failure::Usage(format!("cannot encode the request: {e}")))?;
         line.push(b'\n');
-        self.stream.write_all(&line).map_err(lost)?;
+        // A daemon that refuses the connection (busy) answers and closes
+        // before reading: its answer is still there to read.
+        let sent = self.stream.write_all(&line);
         let mut answer = String::new();
-        let read = self.reader.read_line(&mut answer).map_err(lost)?;
+        let read = match self.reader.read_line(&mut answer) {
+            Ok(read) if read > 0 || sent.is_ok() => read,
+            Ok(_) => {
+                return Err(lost(
+                    sent.err()
+                        .unwrap_or_else(|| std::io::ErrorKind::BrokenPipe.into()),
+                ));
+            }
+            Err(e) => return Err(lost(sent.err().unwrap_or(e))),
+        };
         if read == 0 {
             return Err(Failure::Unreachable(format!(
                 "liberad at {} closed the connection without answering",

@@ -166,10 +166,16 @@ enum ContractCommand {
     /// The contract summary: state, releases, next allowed date, logins,
     /// recent audit.
     Show { id: String },
-    /// List contracts.
+    /// List contracts, a page at a time (ids ordered as numbers).
     List {
         #[arg(long, value_parser = parse_state)]
         state: Option<ContractState>,
+        /// Start after this contract id (the last of the previous page).
+        #[arg(long, value_name = "ID")]
+        after: Option<String>,
+        /// At most this many (default 50, at most 10000).
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
     },
 }
 
@@ -319,9 +325,15 @@ fn request_for(command: &Command, operator: Option<String>) -> Result<Request, S
             operator,
         },
         Command::Contract(ContractCommand::Show { id }) => Request::ContractShow { id: id.clone() },
-        Command::Contract(ContractCommand::List { state }) => {
-            Request::ContractList { state: *state }
-        }
+        Command::Contract(ContractCommand::List {
+            state,
+            after,
+            limit,
+        }) => Request::ContractList {
+            state: *state,
+            after: after.clone(),
+            limit: *limit,
+        },
         Command::Login(LoginCommand::Add {
             username,
             contract,

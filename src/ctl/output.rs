@@ -7,7 +7,6 @@ use serde::de::DeserializeOwned;
 
 use super::{Command, ContractCommand, LoginCommand, NasCommand, ParamsCommand};
 use crate::admin::protocol::{ContractSummary, ImportReport, ParamsView, Pong, Response, code};
-use crate::import::RejectedRow;
 use crate::model::{AuditEntry, Contract, EnforcementJob, JobState, Login, Release, Session};
 use crate::radius::server::NasReport;
 
@@ -36,7 +35,7 @@ impl View<'_> {
             if response.code.as_deref() == Some(code::REJECTED_ROWS)
                 && let Some(report) = data::<ImportReport>(response)
             {
-                eprint!("{}", rejected_rows(&report.rejected));
+                eprint!("{}", rejected_rows(&report));
             }
             return;
         }
@@ -45,7 +44,13 @@ impl View<'_> {
                 data::<ContractSummary>(response).map(|s| summary(&s, tz))
             }
             Command::Contract(ContractCommand::List { .. }) => {
-                data::<Vec<Contract>>(response).map(|list| contracts(&list, tz))
+                data::<Vec<Contract>>(response).map(|list| {
+                    let mut text = contracts(&list, tz);
+                    if let Some(next) = &response.next_after {
+                        text.push_str(&format!("(more: --after {next})\n"));
+                    }
+                    text
+                })
             }
             Command::Login(LoginCommand::Show { .. }) => {
                 data::<Login>(response).map(|l| login(&l, tz))
@@ -91,8 +96,9 @@ impl View<'_> {
                 }
                 text
             }),
-            Command::Import { .. } => data::<ImportReport>(response)
-                .map(|r| format!("{message}\n{}", rejected_rows(&r.rejected))),
+            Command::Import { .. } => {
+                data::<ImportReport>(response).map(|r| format!("{message}\n{}", rejected_rows(&r)))
+            }
             _ => None,
         };
         match text {
@@ -428,10 +434,20 @@ fn enforcement(list: &[EnforcementJob], tz: Tz) -> String {
     )
 }
 
-fn rejected_rows(rows: &[RejectedRow]) -> String {
-    rows.iter()
+/// The rejected rows listed, and how many more there were.
+fn rejected_rows(report: &ImportReport) -> String {
+    let mut text: String = report
+        .rejected
+        .iter()
         .map(|r| format!("  line {}: {}\n", r.line, r.reason))
-        .collect()
+        .collect();
+    let unlisted = report
+        .rejected_total
+        .saturating_sub(report.rejected.len() as u64);
+    if unlisted > 0 {
+        text.push_str(&format!("  ... and {unlisted} more rows rejected\n"));
+    }
+    text
 }
 
 /// Columns aligned on the widest cell; the last column is not padded.

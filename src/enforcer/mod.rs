@@ -219,7 +219,11 @@ impl<T: Transport> Enforcer<T> {
     /// identically, at the next start.
     pub async fn run(mut self, shutdown: CancellationToken, drain: Duration) {
         while let Err(e) = self.take_over().await {
-            crate::store::log_failure("enforcement: cannot read the outbox; retrying", &e);
+            crate::store::log_failure(
+                self.store.as_ref(),
+                "enforcement: cannot read the outbox; retrying",
+                &e,
+            );
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(STORE_RETRY) => {}
@@ -228,7 +232,11 @@ impl<T: Transport> Enforcer<T> {
         loop {
             let mut store_failed = false;
             if let Err(e) = self.pump().await {
-                crate::store::log_failure("enforcement: outbox not processed; retrying", &e);
+                crate::store::log_failure(
+                    self.store.as_ref(),
+                    "enforcement: outbox not processed; retrying",
+                    &e,
+                );
                 store_failed = true;
             }
             let deadline = self
@@ -270,6 +278,7 @@ impl<T: Transport> Enforcer<T> {
                         && let Err(e) = self.take_over().await
                     {
                         crate::store::log_failure(
+                            self.store.as_ref(),
                             "enforcement: cannot look for abandoned requests",
                             &e,
                         );
@@ -575,7 +584,7 @@ impl<T: Transport> Enforcer<T> {
             return;
         };
         if let Err(e) = self.conclude(flight, key, Some(answer)).await {
-            crate::store::log_failure("enforcement: outcome not recorded", &e);
+            crate::store::log_failure(self.store.as_ref(), "enforcement: outcome not recorded", &e);
         }
     }
 
@@ -606,7 +615,11 @@ impl<T: Transport> Enforcer<T> {
                         continue;
                     }
                     Err(e) => {
-                        crate::store::log_failure("enforcement: retransmission not recorded", &e);
+                        crate::store::log_failure(
+                            self.store.as_ref(),
+                            "enforcement: retransmission not recorded",
+                            &e,
+                        );
                     }
                 }
                 self.transport_send(flight.destination, &flight.packet)
@@ -617,7 +630,11 @@ impl<T: Transport> Enforcer<T> {
                 continue;
             }
             if let Err(e) = self.conclude(flight, key, None).await {
-                crate::store::log_failure("enforcement: outcome not recorded", &e);
+                crate::store::log_failure(
+                    self.store.as_ref(),
+                    "enforcement: outcome not recorded",
+                    &e,
+                );
             }
         }
     }

@@ -195,14 +195,14 @@ async fn write_batches(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>) {
                 for event in &events {
                     let one = store.record_accounting(std::slice::from_ref(event)).await;
                     if let Err(e) = &one {
-                        log_unrecorded(&failures, e, 1);
+                        log_unrecorded(&failures, store.as_ref(), e, 1);
                     }
                     written.push(one.is_ok());
                 }
                 written
             }
             Err(e) => {
-                log_unrecorded(&failures, &e, events.len());
+                log_unrecorded(&failures, store.as_ref(), &e, events.len());
                 vec![false; events.len()]
             }
         };
@@ -213,10 +213,16 @@ async fn write_batches(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>) {
 }
 
 /// Logs accounting left unrecorded, once in a while: at debug level when
-/// the database refuses writes (the store logs that, with its cause).
-fn log_unrecorded(throttle: &super::outage::Throttle, error: &StoreError, events: usize) {
+/// the store reports that the database refuses writes (it logs that, with
+/// its cause).
+fn log_unrecorded(
+    throttle: &super::outage::Throttle,
+    store: &dyn Store,
+    error: &StoreError,
+    events: usize,
+) {
     if let Some(held) = throttle.allow(tokio::time::Instant::now()) {
-        if error.outage_cause().is_some() {
+        if error.outage_cause().is_some() && !store.write_status().writable {
             tracing::debug!(
                 %error,
                 events,

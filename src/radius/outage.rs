@@ -2,8 +2,9 @@
 //! once in a while rather than for every packet, and decide logins from
 //! what was known shortly before (or reject them), as configured.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
+
+use hashlink::LruCache;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -39,12 +40,14 @@ impl Throttle {
     }
 }
 
-/// The last known authentication records, for `on_outage = "cache"`.
+/// The last known authentication records, for `on_outage = "cache"`: at
+/// most `capacity` logins, the least recently seen forgotten first. Each
+/// look-up moves its login to the front with a fresh time, so the oldest,
+/// the expired among them, are the first to go.
 pub struct AuthCache {
     policy: OutagePolicy,
     ttl: Duration,
-    capacity: usize,
-    records: Mutex<HashMap<String, (AuthRecord, Instant)>>,
+    records: Mutex<LruCache<String, (AuthRecord, Instant)>>,
 }
 
 impl AuthCache {
@@ -52,9 +55,20 @@ impl AuthCache {
         AuthCache {
             policy,
             ttl,
-            capacity,
-            records: Mutex::new(HashMap::new()),
+            records: Mutex::new(LruCache::new(capacity.max(1))),
         }
+    }
+
+    /// Logins remembered now.
+    pub fn len(&self) -> usize {
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Remembers what the store said about a login (only with the cache
@@ -66,9 +80,7 @@ impl AuthCache {
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         match record {
             Some(record) => {
-                if records.len() < self.capacity || records.contains_key(username) {
-                    records.insert(username.to_owned(), (record.clone(), now));
-                }
+                records.insert(username.to_owned(), (record.clone(), now));
             }
             None => {
                 records.remove(username);
@@ -83,8 +95,10 @@ impl AuthCache {
             return None;
         }
         let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        // A peek: recalling does not make a record newer, so the order
+        // stays that of the times the store gave them.
         records
-            .get(username)
+            .peek(username)
             .filter(|(_, at)| now - *at <= self.ttl)
             .map(|(record, _)| record.clone())
     }
@@ -130,6 +144,31 @@ mod tests {
         let reject = AuthCache::new(OutagePolicy::Reject, Duration::from_secs(300), 10);
         reject.remember("maria", Some(&record()), t0);
         assert!(reject.recall("maria", t0).is_none());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_forgets_the_least_recently_seen_first() {
+        let t0 = Instant::now();
+        let cache = AuthCache::new(OutagePolicy::Cache, Duration::from_secs(300), 3);
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            cache.remember(name, Some(&record()), t0 + Duration::from_secs(i as u64));
+        }
+        // Seen again: a moves to the front.
+        cache.remember("a", Some(&record()), t0 + Duration::from_secs(5));
+        cache.remember("d", Some(&record()), t0 + Duration::from_secs(6));
+        assert_eq!(cache.len(), 3);
+        let now = t0 + Duration::from_secs(7);
+        assert!(cache.recall("b", now).is_none(), "the oldest went first");
+        for name in ["a", "c", "d"] {
+            assert!(cache.recall(name, now).is_some(), "{name}");
+        }
+        // A recall does not keep an old record from going next.
+        cache.remember("e", Some(&record()), t0 + Duration::from_secs(8));
+        assert!(cache.recall("c", now).is_none());
+        for n in 0..1_000 {
+            cache.remember(&format!("x{n}"), Some(&record()), now);
+        }
+        assert_eq!(cache.len(), 3);
     }
 
     #[test]

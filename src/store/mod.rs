@@ -81,13 +81,14 @@ impl StoreError {
     }
 }
 
-/// Logs a failed store operation: at debug level when the database refuses
-/// writes (the store's health logs that once per interval, with its
-/// cause), as an error otherwise.
-pub fn log_failure(what: &str, error: &StoreError) {
-    match error.outage_cause() {
-        Some(cause) => tracing::debug!(%error, cause, "{what}"),
-        None => tracing::error!(%error, "{what}"),
+/// Logs a failed store operation: at debug level when the store already
+/// reports that the database refuses writes (its health logs that once per
+/// interval, with the cause), as an error otherwise.
+pub fn log_failure(store: &dyn Store, what: &str, error: &StoreError) {
+    if error.outage_cause().is_some() && !store.write_status().writable {
+        tracing::debug!(%error, "{what}");
+    } else {
+        tracing::error!(%error, "{what}");
     }
 }
 
@@ -391,6 +392,10 @@ pub trait Store: Send + Sync {
     /// Whether the database takes writes now, and if not, why.
     fn write_status(&self) -> WriteStatus;
 
+    /// Periodic care: notices a database file deleted or replaced, and
+    /// gives the space of a grown WAL back.
+    async fn maintain(&self);
+
     /// The temporary-release parameters.
     async fn parameters(&self) -> Result<Parameters, StoreError>;
     /// Changes one parameter, validated, and audits it.
@@ -419,7 +424,14 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<StateChange, StoreError>;
     async fn contract(&self, id: &str) -> Result<Option<Contract>, StoreError>;
-    async fn contracts(&self, state: Option<ContractState>) -> Result<Vec<Contract>, StoreError>;
+    /// Contracts in the order of their ids as numbers (shorter first), at
+    /// most `limit`, from the one after `after`.
+    async fn contracts(
+        &self,
+        state: Option<ContractState>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Contract>, StoreError>;
     /// The contract with its releases, logins, audit and the parameters.
     async fn contract_record(
         &self,
@@ -569,6 +581,9 @@ pub(crate) struct Dialect {
     pub skip_locked: &'static str,
     /// The two-argument maximum function.
     pub greatest: &'static str,
+    /// A statement that writes the WAL back into the database and
+    /// truncates it, where there is one to keep small.
+    pub checkpoint: Option<&'static str>,
 }
 
 /// Opens the store a database URL names, creating and migrating it if

@@ -21,6 +21,7 @@ const DIALECT: Dialect = Dialect {
     lock_parameters: Some("SELECT id FROM parameters WHERE id = 1 FOR UPDATE"),
     skip_locked: " FOR UPDATE SKIP LOCKED",
     greatest: "GREATEST",
+    checkpoint: None,
 };
 
 include!("sql.rs");

@@ -103,6 +103,21 @@ impl SqlStore {
         Ok(self.writer.begin_with(DIALECT.begin_write).await?)
     }
 
+    /// Writes the WAL back into the database file and truncates it (SQLite):
+    /// after a large write, and from time to time, so that a WAL grown by an
+    /// import or a midnight of expiries does not keep its size.
+    async fn checkpoint(&self) {
+        let Some(sql) = DIALECT.checkpoint else {
+            return;
+        };
+        if self.file.as_ref().is_some_and(|f| f.check().is_err()) {
+            return;
+        }
+        if let Err(e) = sqlx::query(sql).execute(&self.writer).await {
+            tracing::debug!(error = %e, "WAL checkpoint not done");
+        }
+    }
+
     async fn try_release(&self, request: &ReleaseRequest) -> Result<Enforced<Release>, StoreError> {
         let id = request.contract_id.as_str();
         let mut tx = self.write().await?;
@@ -187,6 +202,11 @@ impl Store for SqlStore {
     async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+
+    async fn maintain(&self) {
+        let _ = self.write_status();
+        self.checkpoint().await;
     }
 
     fn write_status(&self) -> WriteStatus {
@@ -288,13 +308,22 @@ impl Store for SqlStore {
         load_contract(&mut conn, id).await
     }
 
-    async fn contracts(&self, state: Option<ContractState>) -> Result<Vec<Contract>, StoreError> {
+    async fn contracts(
+        &self,
+        state: Option<ContractState>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Contract>, StoreError> {
         let sql = format!(
             "SELECT {CONTRACT_COLUMNS} FROM contracts WHERE ($1 IS NULL OR state = $1) \
-             ORDER BY length(id), id"
+               AND ($2 IS NULL OR length(id) > length($2) \
+                    OR (length(id) = length($2) AND id > $2)) \
+             ORDER BY length(id), id LIMIT $3"
         );
         let rows = sqlx::query(&sql)
             .bind(state.map(ContractState::as_str))
+            .bind(after)
+            .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(contract_from).collect()
@@ -906,7 +935,7 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<ImportOutcome, StoreError> {
-        self.health.observe(async {
+        let outcome = self.health.observe(async {
             let mut tx = self.write().await?;
             // What this import took from the file so far, kept in the
             // transaction rather than in memory: a file of millions of rows
@@ -952,7 +981,11 @@ impl Store for SqlStore {
             }
             tx.commit().await?;
             Ok(outcome)
-        }.await)
+        }.await);
+        if outcome.as_ref().is_ok_and(|o| o.applied) {
+            self.checkpoint().await;
+        }
+        outcome
     }
 }
 

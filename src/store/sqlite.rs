@@ -27,6 +27,7 @@ const DIALECT: Dialect = Dialect {
     lock_parameters: None,
     skip_locked: "",
     greatest: "MAX",
+    checkpoint: Some("PRAGMA wal_checkpoint(TRUNCATE)"),
 };
 
 include!("sql.rs");

@@ -2,6 +2,8 @@
 // each test pins down a behaviour that an operator's worst day broke.
 
 
+use std::time::Duration;
+
 use common::nas::Nas;
 use common::{Daemon, stderr, write_file};
 use liberad::radius::packet::{attr, code};
@@ -331,4 +333,120 @@ fn an_import_larger_than_a_batch_is_checked_across_batches() {
         .filter(|name| name.starts_with(".import"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A connection the daemon counts as open, ready for more requests.
+fn held_connection(daemon: &Daemon) -> common::Conn {
+    common::poll_until("a free admin connection", || {
+        let mut conn = daemon.connect();
+        let answer = conn.request(r#"{"cmd":"ping"}"#);
+        if answer["ok"] == true {
+            Ok(conn)
+        } else {
+            Err(answer.to_string())
+        }
+    })
+}
+
+#[test]
+fn liberactl_tells_busy_from_down_every_time() {
+    let daemon = Daemon::start_with("max_connections = 2");
+    let _a = held_connection(&daemon);
+    let _b = held_connection(&daemon);
+    for attempt in 0..20 {
+        let out = daemon.ctl(&["ping"]);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "attempt {attempt}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("too many admin connections"),
+            "attempt {attempt}: {}",
+            stderr(&out)
+        );
+    }
+    // A daemon that is gone is "unreachable" (3), not busy.
+    let mut daemon = daemon;
+    daemon.stop();
+    assert_eq!(daemon.ctl(&["ping"]).status.code(), Some(3));
+}
+
+#[test]
+fn a_silent_or_slow_client_does_not_hold_a_connection_slot() {
+    let daemon = Daemon::start_with("max_connections = 1\nrequest_timeout_secs = 1");
+    // Connected, and silent: its slot comes back after the request
+    // timeout, not the idle timeout (300 s).
+    let silent = daemon.connect();
+    common::poll_until("the silent connection to be closed", || {
+        let out = daemon.ctl(&["ping"]);
+        match out.status.code() {
+            Some(0) => Ok(()),
+            other => Err(format!("{other:?}: {}", stderr(&out))),
+        }
+    });
+    drop(silent);
+    // Half a request, never finished: told so, then closed.
+    let mut slow = held_connection(&daemon);
+    slow.send_raw(br#"{"cmd":"pi"#);
+    let answer = slow.read();
+    assert_eq!(answer["code"], "invalid_request", "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("did not arrive whole"),
+        "{answer}"
+    );
+    let mut rest = String::new();
+    let n = std::io::Read::read_to_string(&mut slow.stream, &mut rest).unwrap_or(0);
+    assert_eq!(n, 0, "{rest}");
+    // A connection between requests stays open (the idle timeout).
+    let mut idle = held_connection(&daemon);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(idle.request(r#"{"cmd":"ping"}"#)["ok"], true);
+}
+
+#[test]
+fn contract_list_is_bounded_and_pages() {
+    let daemon = Daemon::start();
+    let mut text = String::from("contract_id,state\n");
+    for n in 1..=120 {
+        text.push_str(&format!("{n},active\n"));
+    }
+    let file = write_file(&daemon.dir, "many.csv", &text);
+    let (rc, v) = daemon.ctl_json(&["import", file.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{v}");
+    let (rc, v) = daemon.ctl_json(&["contract", "list"]);
+    assert_eq!(rc, 0, "{v}");
+    assert_eq!(v["data"].as_array().unwrap().len(), 50, "the default page");
+    assert_eq!(v["next_after"], "50", "{}", v["message"]);
+    // Page after page, in order, each once.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut args = vec!["contract", "list", "--limit", "40"];
+        if let Some(after) = &after {
+            args.extend(["--after", after.as_str()]);
+        }
+        let (rc, v) = daemon.ctl_json(&args);
+        assert_eq!(rc, 0, "{v}");
+        let page: Vec<String> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect();
+        seen.extend(page);
+        match v["next_after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(seen.len() <= 120, "{seen:?}");
+    }
+    let expected: Vec<String> = (1..=120).map(|n| n.to_string()).collect();
+    assert_eq!(seen, expected);
+    // The limit has a cap, as every listing.
+    let out = daemon.ctl(&["contract", "list", "--limit", "4000000000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = daemon.ctl(&["contract", "list", "--after", "has space"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
