@@ -221,13 +221,5 @@ fn write_import(path: &Path, rows: u64) -> Result<f64, String> {
 
 /// VmHWM: the most resident memory the process has had.
 fn peak_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    compare::status_mb(pid, "VmHWM:")
 }

@@ -106,9 +106,7 @@ fn the_variables_of_liberactl_never_stop_the_daemon() {
 
     // Any other LIBERAD_ variable is still refused, by name.
     daemon.spawn_with_env(&[("LIBERAD_OPERATR", "ana")]);
-    let status = common::poll_until("the daemon to refuse its environment", || {
-        daemon.exited().ok_or_else(|| "still running".to_owned())
-    });
+    let status = daemon.wait_exit();
     assert_eq!(status.code(), Some(78));
     let log = daemon.log_text();
     assert!(log.contains("LIBERAD_OPERATR"), "{log}");

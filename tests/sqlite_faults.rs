@@ -165,10 +165,21 @@ fn a_full_disk_is_survived_and_writes_come_back_without_a_restart() {
     };
     let temp = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", disk.path.join("liberad.db").display());
-    let daemon = Daemon::start_in(temp.path(), "a", &url, "", "");
+    let metrics = format!(
+        "{}\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        common::PROFILES
+    );
+    let daemon = Daemon::start_in(temp.path(), "a", &url, "", &metrics);
     import(&daemon);
     let (auth, acct) = daemon.radius_addresses();
     assert!(acknowledged(acct, "before-1", common::DEADLINE));
+    let pong = daemon.request(r#"{"cmd":"ping"}"#);
+    let address: std::net::SocketAddr = pong["data"]["metrics"].as_str().unwrap().parse().unwrap();
+    let writable = || {
+        let text = common::http(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        common::sample(&text, "liberad_database_writable", &[])
+    };
+    assert_eq!(writable(), Some(1.0));
 
     let filler = disk.fill();
     // Nothing is acknowledged that could not be stored.
@@ -201,6 +212,14 @@ fn a_full_disk_is_survived_and_writes_come_back_without_a_restart() {
         "{pong}"
     );
     daemon.wait_for_log("the database refuses writes (disk full)");
+    assert_eq!(writable(), Some(0.0));
+    let text = common::http(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let failures = common::sample(
+        &text,
+        "liberad_database_write_failures_total",
+        &["cause=\"disk full\""],
+    );
+    assert!(failures.is_some_and(|n| n >= 3.0), "{text}");
 
     // The space comes back: so do the writes, with no restart.
     std::fs::remove_file(&filler).unwrap();
@@ -216,6 +235,7 @@ fn a_full_disk_is_survived_and_writes_come_back_without_a_restart() {
     let out = daemon.ctl(&["ping"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     daemon.wait_for_log("the database takes writes again");
+    assert_eq!(writable(), Some(1.0));
     // What was acknowledged is there; what was not, is not.
     let (_, sessions) = daemon.ctl_json(&["sessions", "--limit", "100"]);
     let ids: Vec<&str> = sessions["data"]
@@ -325,9 +345,7 @@ fn a_deleted_database_stops_the_acknowledgements_and_the_next_silent_fresh_start
 
     // The next start refuses to begin again on an empty database.
     daemon.spawn();
-    let status = poll_until("the daemon to refuse the missing database", || {
-        daemon.exited().ok_or_else(|| "still running".to_owned())
-    });
+    let status = daemon.wait_exit();
     assert!(!status.success());
     let log = daemon.log_text();
     assert!(log.contains("liberad created it before"), "{log}");
@@ -342,9 +360,7 @@ fn with_create_false_a_missing_database_is_an_error() {
     let mut daemon = Daemon::prepare_in(dir, "a", &format!("sqlite://{}", db.display()), "", "");
     daemon.database_settings("create = false");
     daemon.spawn();
-    let status = poll_until("the daemon to refuse the missing database", || {
-        daemon.exited().ok_or_else(|| "still running".to_owned())
-    });
+    let status = daemon.wait_exit();
     assert!(!status.success());
     assert!(
         daemon.log_text().contains("create = false"),

@@ -13,9 +13,9 @@ use sqlx::{Pool, QueryBuilder, Row, Transaction};
 use super::health::WriteHealth;
 use super::{
     AccountingEvent, AccountingKind, AuthRecord, ContractRecord, DatabaseFile, Enforced,
-    ExpiredRelease, ImportCounts, ImportOutcome, ImportRows, JobClaim, JobResult, Lease, NewContract, NewLogin, OutboxJob,
-    ReleaseRequest, SessionEnforcement, SessionTarget, StateChange, Store, StoreCounts,
-    StoreError, WriteStatus,
+    ExpiredRelease, ImportCounts, ImportOutcome, ImportRows, JobClaim, JobResult, Lease,
+    NewContract, NewLogin, OutboxJob, ReleaseRequest, SessionEnforcement, SessionTarget,
+    StateChange, Store, StoreCounts, StoreError, WriteStatus,
 };
 use crate::import::{ContractRow, LoginRow, ParsedRow, RejectedRow};
 use crate::model::{
@@ -231,32 +231,36 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Parameters, StoreError> {
-        self.health.observe(async {
-            let mut tx = self.write().await?;
-            lock_parameters(&mut tx).await?;
-            let current = load_parameters(&mut tx).await?;
-            let detail = format!("{name} = {value}");
-            let next = match current.with(name, value) {
-                Ok(next) => next,
-                Err(e) => {
-                    write_audit(&mut tx, now, actor, "params_set", None, &detail, "invalid").await?;
-                    tx.commit().await?;
-                    return Err(e.into());
-                }
-            };
-            sqlx::query(
-                "UPDATE parameters SET enabled = $1, release_days = $2, renew_after_days = $3 \
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                lock_parameters(&mut tx).await?;
+                let current = load_parameters(&mut tx).await?;
+                let detail = format!("{name} = {value}");
+                let next = match current.with(name, value) {
+                    Ok(next) => next,
+                    Err(e) => {
+                        write_audit(&mut tx, now, actor, "params_set", None, &detail, "invalid")
+                            .await?;
+                        tx.commit().await?;
+                        return Err(e.into());
+                    }
+                };
+                sqlx::query(
+                    "UPDATE parameters SET enabled = $1, release_days = $2, renew_after_days = $3 \
                  WHERE id = 1",
-            )
-            .bind(next.enabled)
-            .bind(i64::from(next.release_days))
-            .bind(i64::from(next.renew_after_days))
-            .execute(&mut *tx)
-            .await?;
-            write_audit(&mut tx, now, actor, "params_set", None, &detail, "ok").await?;
-            tx.commit().await?;
-            Ok(next)
-        }.await)
+                )
+                .bind(next.enabled)
+                .bind(i64::from(next.release_days))
+                .bind(i64::from(next.renew_after_days))
+                .execute(&mut *tx)
+                .await?;
+                write_audit(&mut tx, now, actor, "params_set", None, &detail, "ok").await?;
+                tx.commit().await?;
+                Ok(next)
+            }
+            .await,
+        )
     }
 
     async fn add_contract(
@@ -265,26 +269,29 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Contract, StoreError> {
-        self.health.observe(async {
-            let mut tx = self.write().await?;
-            if load_contract(&mut tx, &contract.id).await?.is_some() {
-                return Err(StoreError::ContractExists(contract.id));
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                if load_contract(&mut tx, &contract.id).await?.is_some() {
+                    return Err(StoreError::ContractExists(contract.id));
+                }
+                let created = insert_contract(&mut tx, &contract, now).await?;
+                let detail = format!("contract created as {}", created.state);
+                write_audit(
+                    &mut tx,
+                    now,
+                    actor,
+                    "contract_add",
+                    Some(&created.id),
+                    &detail,
+                    "ok",
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(created)
             }
-            let created = insert_contract(&mut tx, &contract, now).await?;
-            let detail = format!("contract created as {}", created.state);
-            write_audit(
-                &mut tx,
-                now,
-                actor,
-                "contract_add",
-                Some(&created.id),
-                &detail,
-                "ok",
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(created)
-        }.await)
+            .await,
+        )
     }
 
     async fn set_contract_state(
@@ -295,12 +302,16 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<StateChange, StoreError> {
-        self.health.observe(async {
-            let mut tx = self.write().await?;
-            let change = change_state(&mut tx, id, state, reason, actor, now, "contract_state").await?;
-            tx.commit().await?;
-            Ok(change)
-        }.await)
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                let change =
+                    change_state(&mut tx, id, state, reason, actor, now, "contract_state").await?;
+                tx.commit().await?;
+                Ok(change)
+            }
+            .await,
+        )
     }
 
     async fn contract(&self, id: &str) -> Result<Option<Contract>, StoreError> {
@@ -413,47 +424,50 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Login, StoreError> {
-        self.health.observe(async {
-            let mut tx = self.write().await?;
-            if load_contract(&mut tx, &login.contract_id).await?.is_none() {
-                return Err(StoreError::ContractNotFound(login.contract_id));
-            }
-            if load_login(&mut tx, &login.username).await?.is_some() {
-                return Err(StoreError::LoginExists(login.username));
-            }
-            let sql = format!(
-                "INSERT INTO logins \
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                if load_contract(&mut tx, &login.contract_id).await?.is_none() {
+                    return Err(StoreError::ContractNotFound(login.contract_id));
+                }
+                if load_login(&mut tx, &login.username).await?.is_some() {
+                    return Err(StoreError::LoginExists(login.username));
+                }
+                let sql = format!(
+                    "INSERT INTO logins \
                  (username, contract_id, password, password_type, reply, created_at, updated_at) \
                  VALUES ($1, $2, $3, $6, $4, $5, $5) RETURNING {LOGIN_COLUMNS}"
-            );
-            let row = sqlx::query(&sql)
-                .bind(&login.username)
-                .bind(&login.contract_id)
-                .bind(login.password.stored())
-                .bind(reply_text(&login.reply))
-                .bind(now.timestamp())
-                .bind(login.password.kind())
-                .fetch_one(&mut *tx)
+                );
+                let row = sqlx::query(&sql)
+                    .bind(&login.username)
+                    .bind(&login.contract_id)
+                    .bind(login.password.stored())
+                    .bind(reply_text(&login.reply))
+                    .bind(now.timestamp())
+                    .bind(login.password.kind())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let created = login_from(&row)?;
+                let detail = format!(
+                    "login {} added ({} reply attributes)",
+                    created.username,
+                    created.reply.len()
+                );
+                write_audit(
+                    &mut tx,
+                    now,
+                    actor,
+                    "login_add",
+                    Some(&created.contract_id),
+                    &detail,
+                    "ok",
+                )
                 .await?;
-            let created = login_from(&row)?;
-            let detail = format!(
-                "login {} added ({} reply attributes)",
-                created.username,
-                created.reply.len()
-            );
-            write_audit(
-                &mut tx,
-                now,
-                actor,
-                "login_add",
-                Some(&created.contract_id),
-                &detail,
-                "ok",
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(created)
-        }.await)
+                tx.commit().await?;
+                Ok(created)
+            }
+            .await,
+        )
     }
 
     async fn remove_login(
@@ -462,31 +476,35 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Login, StoreError> {
-        self.health.observe(async {
-            let mut tx = self.write().await?;
-            let sql = format!("DELETE FROM logins WHERE username = $1 RETURNING {LOGIN_COLUMNS}");
-            let Some(row) = sqlx::query(&sql)
-                .bind(username)
-                .fetch_optional(&mut *tx)
-                .await?
-            else {
-                return Err(StoreError::LoginNotFound(username.to_owned()));
-            };
-            let removed = login_from(&row)?;
-            let detail = format!("login {username} removed");
-            write_audit(
-                &mut tx,
-                now,
-                actor,
-                "login_remove",
-                Some(&removed.contract_id),
-                &detail,
-                "ok",
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(removed)
-        }.await)
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                let sql =
+                    format!("DELETE FROM logins WHERE username = $1 RETURNING {LOGIN_COLUMNS}");
+                let Some(row) = sqlx::query(&sql)
+                    .bind(username)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Err(StoreError::LoginNotFound(username.to_owned()));
+                };
+                let removed = login_from(&row)?;
+                let detail = format!("login {username} removed");
+                write_audit(
+                    &mut tx,
+                    now,
+                    actor,
+                    "login_remove",
+                    Some(&removed.contract_id),
+                    &detail,
+                    "ok",
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(removed)
+            }
+            .await,
+        )
     }
 
     async fn login(&self, username: &str) -> Result<Option<Login>, StoreError> {
@@ -495,16 +513,19 @@ impl Store for SqlStore {
     }
 
     async fn release(&self, request: &ReleaseRequest) -> Result<Enforced<Release>, StoreError> {
-        self.health.observe(async {
-            match self.try_release(request).await {
-                // Another writer slipped a release in despite the lock (a
-                // second process without it): the retry sees it and refuses.
-                Err(StoreError::Database(e)) if is_unique_violation(&e) => {
-                    self.try_release(request).await
+        self.health.observe(
+            async {
+                match self.try_release(request).await {
+                    // Another writer slipped a release in despite the lock (a
+                    // second process without it): the retry sees it and refuses.
+                    Err(StoreError::Database(e)) if is_unique_violation(&e) => {
+                        self.try_release(request).await
+                    }
+                    other => other,
                 }
-                other => other,
             }
-        }.await)
+            .await,
+        )
     }
 
     async fn preview_release(&self, request: &ReleaseRequest) -> Result<Grant, StoreError> {
@@ -523,24 +544,39 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Enforced<Release>, StoreError> {
-        self.health.observe(async {
-            let mut tx = self.write().await?;
-            lock_contract(&mut tx, contract_id).await?;
-            expire_lapsed(&mut tx, contract_id, now).await?;
-            let Some(contract) = load_contract(&mut tx, contract_id).await? else {
-                return Err(StoreError::ContractNotFound(contract_id.to_owned()));
-            };
-            let ended = end_open_release(
-                &mut tx,
-                contract_id,
-                EndReason::Revoked,
-                &actor.display_name(),
-                reason,
-                now,
-            )
-            .await?;
-            let Some(release) = ended else {
-                let detail = reason_detail("revoke refused", reason);
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                lock_contract(&mut tx, contract_id).await?;
+                expire_lapsed(&mut tx, contract_id, now).await?;
+                let Some(contract) = load_contract(&mut tx, contract_id).await? else {
+                    return Err(StoreError::ContractNotFound(contract_id.to_owned()));
+                };
+                let ended = end_open_release(
+                    &mut tx,
+                    contract_id,
+                    EndReason::Revoked,
+                    &actor.display_name(),
+                    reason,
+                    now,
+                )
+                .await?;
+                let Some(release) = ended else {
+                    let detail = reason_detail("revoke refused", reason);
+                    write_audit(
+                        &mut tx,
+                        now,
+                        actor,
+                        "revoke",
+                        Some(contract_id),
+                        &detail,
+                        "not_released",
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    return Err(StoreError::NotReleased(contract_id.to_owned()));
+                };
+                let detail = reason_detail(&format!("release {} revoked", release.id), reason);
                 write_audit(
                     &mut tx,
                     now,
@@ -548,38 +584,26 @@ impl Store for SqlStore {
                     "revoke",
                     Some(contract_id),
                     &detail,
-                    "not_released",
+                    "ok",
+                )
+                .await?;
+                let jobs = queue_enforcement(
+                    &mut tx,
+                    contract_id,
+                    policy::effective_profile(contract.state, true),
+                    policy::effective_profile(contract.state, false),
+                    &format!("release {} revoked", release.id),
+                    now,
                 )
                 .await?;
                 tx.commit().await?;
-                return Err(StoreError::NotReleased(contract_id.to_owned()));
-            };
-            let detail = reason_detail(&format!("release {} revoked", release.id), reason);
-            write_audit(
-                &mut tx,
-                now,
-                actor,
-                "revoke",
-                Some(contract_id),
-                &detail,
-                "ok",
-            )
-            .await?;
-            let jobs = queue_enforcement(
-                &mut tx,
-                contract_id,
-                policy::effective_profile(contract.state, true),
-                policy::effective_profile(contract.state, false),
-                &format!("release {} revoked", release.id),
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(Enforced {
-                value: release,
-                jobs,
-            })
-        }.await)
+                Ok(Enforced {
+                    value: release,
+                    jobs,
+                })
+            }
+            .await,
+        )
     }
 
     async fn releases(
@@ -632,17 +656,20 @@ impl Store for SqlStore {
     }
 
     async fn record_accounting(&self, events: &[AccountingEvent]) -> Result<(), StoreError> {
-        self.health.observe(async {
-            if events.is_empty() {
-                return Ok(());
+        self.health.observe(
+            async {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.write().await?;
+                for event in events {
+                    apply_accounting(&mut tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
-            let mut tx = self.write().await?;
-            for event in events {
-                apply_accounting(&mut tx, event).await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        }.await)
+            .await,
+        )
     }
 
     async fn sessions(
@@ -696,12 +723,15 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ExpiredRelease>, StoreError> {
-        self.health.observe(async {
-            let mut tx = self.write().await?;
-            let expired = expire_releases(&mut tx, None, now, limit).await?;
-            tx.commit().await?;
-            Ok(expired)
-        }.await)
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                let expired = expire_releases(&mut tx, None, now, limit).await?;
+                tx.commit().await?;
+                Ok(expired)
+            }
+            .await,
+        )
     }
 
     async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError> {
@@ -721,34 +751,37 @@ impl Store for SqlStore {
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxJob>, StoreError> {
-        self.health.observe(async {
-            let skip = DIALECT.skip_locked;
-            let mut tx = self.write().await?;
-            let sql = format!(
-                "UPDATE enforcement SET claimed_by = $1, lease_until = $2 \
+        self.health.observe(
+            async {
+                let skip = DIALECT.skip_locked;
+                let mut tx = self.write().await?;
+                let sql = format!(
+                    "UPDATE enforcement SET claimed_by = $1, lease_until = $2 \
                  WHERE id IN (SELECT id FROM enforcement WHERE state = 'sent' \
                    AND (claimed_by = $1 OR claimed_by IS NULL OR lease_until IS NULL \
                         OR lease_until < $3) \
                    ORDER BY id{skip}) \
                  RETURNING id"
-            );
-            let ids: Vec<i64> = sqlx::query_scalar(&sql)
-                .bind(&lease.instance)
-                .bind(lease.until.timestamp())
-                .bind(now.timestamp())
-                .fetch_all(&mut *tx)
-                .await?;
-            let sql = format!("{OUTBOX_SELECT} WHERE e.id = $1");
-            let mut jobs = Vec::with_capacity(ids.len());
-            for id in ids {
-                if let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? {
-                    jobs.push(outbox_job_from(&row)?);
+                );
+                let ids: Vec<i64> = sqlx::query_scalar(&sql)
+                    .bind(&lease.instance)
+                    .bind(lease.until.timestamp())
+                    .bind(now.timestamp())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let sql = format!("{OUTBOX_SELECT} WHERE e.id = $1");
+                let mut jobs = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? {
+                        jobs.push(outbox_job_from(&row)?);
+                    }
                 }
+                tx.commit().await?;
+                jobs.sort_by_key(|j| j.id);
+                Ok(jobs)
             }
-            tx.commit().await?;
-            jobs.sort_by_key(|j| j.id);
-            Ok(jobs)
-        }.await)
+            .await,
+        )
     }
 
     async fn claim_jobs(
@@ -757,30 +790,33 @@ impl Store for SqlStore {
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
-        self.health.observe(async {
-            let mut tx = self.write().await?;
-            let mut claimed = Vec::with_capacity(claims.len());
-            for claim in claims {
-                let done = sqlx::query(
-                    "UPDATE enforcement SET state = 'sent', kind = $2, packet = $3, sends = 1, \
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                let mut claimed = Vec::with_capacity(claims.len());
+                for claim in claims {
+                    let done = sqlx::query(
+                        "UPDATE enforcement SET state = 'sent', kind = $2, packet = $3, sends = 1, \
                        updated_at = $4, claimed_by = $5, lease_until = $6 \
                      WHERE id = $1 AND state = 'pending'",
-                )
-                .bind(claim.id)
-                .bind(claim.kind.as_str())
-                .bind(claim.packet)
-                .bind(now.timestamp())
-                .bind(&lease.instance)
-                .bind(lease.until.timestamp())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                claimed.push(done);
+                    )
+                    .bind(claim.id)
+                    .bind(claim.kind.as_str())
+                    .bind(claim.packet)
+                    .bind(now.timestamp())
+                    .bind(&lease.instance)
+                    .bind(lease.until.timestamp())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    claimed.push(done);
+                }
+                tx.commit().await?;
+                Ok(claimed)
             }
-            tx.commit().await?;
-            Ok(claimed)
-        }.await)
+            .await,
+        )
     }
 
     async fn job_resent(
@@ -790,24 +826,27 @@ impl Store for SqlStore {
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.health.observe(async {
-            let mut tx = self.write().await?;
-            let held = sqlx::query(
-                "UPDATE enforcement SET sends = $2, updated_at = $3, lease_until = $5 \
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                let held = sqlx::query(
+                    "UPDATE enforcement SET sends = $2, updated_at = $3, lease_until = $5 \
                  WHERE id = $1 AND state = 'sent' AND claimed_by = $4",
-            )
-            .bind(id)
-            .bind(i64::from(sends))
-            .bind(now.timestamp())
-            .bind(&lease.instance)
-            .bind(lease.until.timestamp())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            tx.commit().await?;
-            Ok(held)
-        }.await)
+                )
+                .bind(id)
+                .bind(i64::from(sends))
+                .bind(now.timestamp())
+                .bind(&lease.instance)
+                .bind(lease.until.timestamp())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                tx.commit().await?;
+                Ok(held)
+            }
+            .await,
+        )
     }
 
     async fn finish_jobs(
@@ -815,37 +854,40 @@ impl Store for SqlStore {
         results: &[(i64, JobResult)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.health.observe(async {
-            let mut tx = self.write().await?;
-            for (id, result) in results {
-                sqlx::query(
-                    "UPDATE enforcement SET state = $2, outcome = $3, error_cause = $4, \
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                for (id, result) in results {
+                    sqlx::query(
+                        "UPDATE enforcement SET state = $2, outcome = $3, error_cause = $4, \
                        finished_at = $5, updated_at = $5 \
                      WHERE id = $1",
-                )
-                .bind(id)
-                .bind(result.state.as_str())
-                .bind(&result.outcome)
-                .bind(result.error_cause.map(i64::from))
-                .bind(now.timestamp())
-                .execute(&mut *tx)
-                .await?;
-                if result.close_session {
-                    sqlx::query(
-                        "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
-                           terminate_cause = 'Session-Context-Not-Found', closed_by = 'gone' \
-                         WHERE id = (SELECT session_id FROM enforcement WHERE id = $1) \
-                           AND stopped_at IS NULL",
                     )
                     .bind(id)
+                    .bind(result.state.as_str())
+                    .bind(&result.outcome)
+                    .bind(result.error_cause.map(i64::from))
                     .bind(now.timestamp())
                     .execute(&mut *tx)
                     .await?;
+                    if result.close_session {
+                        sqlx::query(
+                            "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
+                           terminate_cause = 'Session-Context-Not-Found', closed_by = 'gone' \
+                         WHERE id = (SELECT session_id FROM enforcement WHERE id = $1) \
+                           AND stopped_at IS NULL",
+                        )
+                        .bind(id)
+                        .bind(now.timestamp())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
+                tx.commit().await?;
+                Ok(())
             }
-            tx.commit().await?;
-            Ok(())
-        }.await)
+            .await,
+        )
     }
 
     async fn fall_back(
@@ -935,53 +977,58 @@ impl Store for SqlStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<ImportOutcome, StoreError> {
-        let outcome = self.health.observe(async {
-            let mut tx = self.write().await?;
-            // What this import took from the file so far, kept in the
-            // transaction rather than in memory: a file of millions of rows
-            // costs no more memory than one of a thousand.
-            for sql in IMPORT_TABLES {
-                sqlx::query(sql).execute(&mut *tx).await?;
-            }
-            let mut outcome = ImportOutcome::default();
-            while let Some(batch) = rows.recv().await {
-                let batch = batch.map_err(|e| StoreError::InvalidInput(e.to_string()))?;
-                import_batch(&mut tx, &batch, actor, now, &mut outcome).await?;
-            }
-            let statuses = sqlx::query("SELECT status, COUNT(*) AS n FROM import_contracts GROUP BY status")
+        let outcome = self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                // What this import took from the file so far, kept in the
+                // transaction rather than in memory: a file of millions of rows
+                // costs no more memory than one of a thousand.
+                for sql in IMPORT_TABLES {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                }
+                let mut outcome = ImportOutcome::default();
+                while let Some(batch) = rows.recv().await {
+                    let batch = batch.map_err(|e| StoreError::InvalidInput(e.to_string()))?;
+                    import_batch(&mut tx, &batch, actor, now, &mut outcome).await?;
+                }
+                let statuses = sqlx::query(
+                    "SELECT status, COUNT(*) AS n FROM import_contracts GROUP BY status",
+                )
                 .fetch_all(&mut *tx)
                 .await?;
-            for row in statuses {
-                let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
-                match row.try_get::<String, _>("status")?.as_str() {
-                    "created" => outcome.counts.contracts_created = n,
-                    "updated" => outcome.counts.contracts_updated = n,
-                    _ => outcome.counts.contracts_unchanged = n,
+                for row in statuses {
+                    let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+                    match row.try_get::<String, _>("status")?.as_str() {
+                        "created" => outcome.counts.contracts_created = n,
+                        "updated" => outcome.counts.contracts_updated = n,
+                        _ => outcome.counts.contracts_unchanged = n,
+                    }
                 }
-            }
-            outcome.applied = outcome.rejected_total == 0 || skip_invalid;
-            if !outcome.applied {
-                tx.rollback().await?;
-                return Ok(outcome);
-            }
-            let counts = &outcome.counts;
-            let detail = format!(
-                "{} rows: contracts {} created, {} updated; logins {} created, {} updated; \
+                outcome.applied = outcome.rejected_total == 0 || skip_invalid;
+                if !outcome.applied {
+                    tx.rollback().await?;
+                    return Ok(outcome);
+                }
+                let counts = &outcome.counts;
+                let detail = format!(
+                    "{} rows: contracts {} created, {} updated; logins {} created, {} updated; \
                  {} rows rejected",
-                outcome.rows,
-                counts.contracts_created,
-                counts.contracts_updated,
-                counts.logins_created,
-                counts.logins_updated,
-                outcome.rejected_total
-            );
-            write_audit(&mut tx, now, actor, "import", None, &detail, "ok").await?;
-            for sql in ["DROP TABLE import_contracts", "DROP TABLE import_logins"] {
-                sqlx::query(sql).execute(&mut *tx).await?;
+                    outcome.rows,
+                    counts.contracts_created,
+                    counts.contracts_updated,
+                    counts.logins_created,
+                    counts.logins_updated,
+                    outcome.rejected_total
+                );
+                write_audit(&mut tx, now, actor, "import", None, &detail, "ok").await?;
+                for sql in ["DROP TABLE import_contracts", "DROP TABLE import_logins"] {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(outcome)
             }
-            tx.commit().await?;
-            Ok(outcome)
-        }.await);
+            .await,
+        );
         if outcome.as_ref().is_ok_and(|o| o.applied) {
             self.checkpoint().await;
         }
@@ -1021,9 +1068,13 @@ async fn import_batch(
     outcome.rows += batch.len() as u64;
     let good = || batch.iter().filter_map(|row| row.as_ref().ok());
     let mut known = imported_contracts(conn, good().map(|r| r.contract.id.as_str())).await?;
-    let mut logins_seen =
-        imported_logins(conn, good().filter_map(|r| r.login.as_ref()).map(|l| l.username.as_str()))
-            .await?;
+    let mut logins_seen = imported_logins(
+        conn,
+        good()
+            .filter_map(|r| r.login.as_ref())
+            .map(|l| l.username.as_str()),
+    )
+    .await?;
     let mut firsts: Vec<&ContractRow> = Vec::new();
     let mut fills: Vec<&ContractRow> = Vec::new();
     let mut logins: Vec<&LoginRow> = Vec::new();
@@ -1040,7 +1091,10 @@ async fn import_batch(
             .login
             .as_ref()
             .map_or(Ok(()), |login| {
-                crate::import::repeated_login(&login.username, logins_seen.get(&login.username).copied())
+                crate::import::repeated_login(
+                    &login.username,
+                    logins_seen.get(&login.username).copied(),
+                )
             })
             .and_then(|()| {
                 let before = known.get(&row.contract.id).map(|c| &c.known);
@@ -1049,14 +1103,23 @@ async fn import_batch(
         let merged = match decided {
             Ok(merged) => merged,
             Err(reason) => {
-                outcome.reject(RejectedRow { line: row.line, reason });
+                outcome.reject(RejectedRow {
+                    line: row.line,
+                    reason,
+                });
                 continue;
             }
         };
         let before = known.get(&row.contract.id);
         let after = Known::after(before.map(|c| &c.known), &row.contract);
         let status = before.map_or("pending", |c| c.status);
-        known.insert(row.contract.id.clone(), ImportedContract { known: after, status });
+        known.insert(
+            row.contract.id.clone(),
+            ImportedContract {
+                known: after,
+                status,
+            },
+        );
         match merged {
             Merge::First => firsts.push(&row.contract),
             Merge::FillIn { .. } => fills.push(&row.contract),
@@ -1080,9 +1143,8 @@ async fn import_batch(
         let status = fill_in_contract(conn, contract, status, actor, now, outcome).await?;
         done.insert(contract.id.clone(), status);
     }
-    let mut recorded = QueryBuilder::<Db>::new(
-        "INSERT INTO import_contracts (id, line, name, state, status) ",
-    );
+    let mut recorded =
+        QueryBuilder::<Db>::new("INSERT INTO import_contracts (id, line, name, state, status) ");
     let mut entries: Vec<(&String, &ImportedContract)> = known
         .iter()
         .filter(|(id, _)| done.contains_key(*id))
@@ -1218,7 +1280,10 @@ async fn import_contracts(
             continue;
         };
         let changed = update_contract(conn, existing, row, actor, now, &mut audit, outcome).await?;
-        done.insert(row.id.clone(), if changed { "updated" } else { "unchanged" });
+        done.insert(
+            row.id.clone(),
+            if changed { "updated" } else { "unchanged" },
+        );
     }
     insert_contracts(conn, &created, now).await?;
     write_audits(conn, now, actor, "import", &audit).await?;
@@ -1288,13 +1353,20 @@ async fn fill_in_contract(
         .into_iter()
         .flatten()
         .collect();
-        audit.push((row.id.as_str(), format!("line {}: {}", row.line, given.join(", "))));
+        audit.push((
+            row.id.as_str(),
+            format!("line {}: {}", row.line, given.join(", ")),
+        ));
         write_audits(conn, now, actor, "import", &audit).await?;
         return Ok("created");
     }
     let changed = update_contract(conn, &existing, row, actor, now, &mut audit, outcome).await?;
     write_audits(conn, now, actor, "import", &audit).await?;
-    Ok(if changed || status == "updated" { "updated" } else { "unchanged" })
+    Ok(if changed || status == "updated" {
+        "updated"
+    } else {
+        "unchanged"
+    })
 }
 
 /// Creates or updates logins, in a few statements per batch.
@@ -1352,10 +1424,7 @@ async fn import_logins(
 /// ordered by when they happened (arrival minus Acct-Delay-Time), not by
 /// when they arrived: an event older than what its session already has is
 /// late, and a Start after its session's Stop reopens nothing.
-async fn apply_accounting(
-    conn: &mut Conn,
-    event: &AccountingEvent,
-) -> Result<(), StoreError> {
+async fn apply_accounting(conn: &mut Conn, event: &AccountingEvent) -> Result<(), StoreError> {
     let at = event.at.timestamp();
     if matches!(event.kind, AccountingKind::On | AccountingKind::Off) {
         let (cause, closed_by) = if event.kind == AccountingKind::On {
@@ -1418,7 +1487,14 @@ async fn apply_accounting(
             if late {
                 return Ok(());
             }
-            return update_session(conn, id, event, at.max(updated), stopped_at.map(|s| s.max(updated))).await;
+            return update_session(
+                conn,
+                id,
+                event,
+                at.max(updated),
+                stopped_at.map(|s| s.max(updated)),
+            )
+            .await;
         }
         let closed = sqlx::query(
             "SELECT stopped_at, closed_by FROM sessions WHERE session_key = $1 \
@@ -1428,7 +1504,9 @@ async fn apply_accounting(
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(closed) = closed {
-            let stopped: i64 = closed.try_get::<Option<i64>, _>("stopped_at")?.unwrap_or(at);
+            let stopped: i64 = closed
+                .try_get::<Option<i64>, _>("stopped_at")?
+                .unwrap_or(at);
             let closed_by: Option<String> = closed.try_get("closed_by")?;
             // An Interim or Stop for a closed session is late or a repeat:
             // the closed record stands. So does a Start from before the
@@ -1708,7 +1786,10 @@ async fn expire_releases(
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
-    let releases = rows.iter().map(release_from).collect::<Result<Vec<_>, _>>()?;
+    let releases = rows
+        .iter()
+        .map(release_from)
+        .collect::<Result<Vec<_>, _>>()?;
     if releases.is_empty() {
         return Ok(Vec::new());
     }
@@ -1780,14 +1861,8 @@ async fn queue_enforcement(
     cause: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, StoreError> {
-    let jobs = queue_enforcement_many(
-        conn,
-        &[(contract_id, cause.to_owned())],
-        before,
-        after,
-        now,
-    )
-    .await?;
+    let jobs = queue_enforcement_many(conn, &[(contract_id, cause.to_owned())], before, after, now)
+        .await?;
     Ok(jobs.into_iter().map(|(id, _)| id).collect())
 }
 
@@ -1805,9 +1880,7 @@ async fn queue_enforcement_many(
     }
     let mut supersede = with_open_sessions(contracts);
     supersede
-        .push(
-            " UPDATE enforcement SET state = 'superseded', updated_at = ",
-        )
+        .push(" UPDATE enforcement SET state = 'superseded', updated_at = ")
         .push_bind(now.timestamp())
         .push(", finished_at = ")
         .push_bind(now.timestamp())
@@ -2101,19 +2174,13 @@ async fn load_facts(
     }))
 }
 
-async fn load_contract(
-    conn: &mut Conn,
-    id: &str,
-) -> Result<Option<Contract>, StoreError> {
+async fn load_contract(conn: &mut Conn, id: &str) -> Result<Option<Contract>, StoreError> {
     let sql = format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id = $1");
     let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
     row.as_ref().map(contract_from).transpose()
 }
 
-async fn load_login(
-    conn: &mut Conn,
-    username: &str,
-) -> Result<Option<Login>, StoreError> {
+async fn load_login(conn: &mut Conn, username: &str) -> Result<Option<Login>, StoreError> {
     let sql = format!("SELECT {LOGIN_COLUMNS} FROM logins WHERE username = $1");
     let row = sqlx::query(&sql)
         .bind(username)
@@ -2163,10 +2230,7 @@ fn column_instant(row: &DbRow, column: &str) -> Result<DateTime<Utc>, StoreError
     instant(row.try_get(column)?)
 }
 
-fn column_optional_instant(
-    row: &DbRow,
-    column: &str,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
+fn column_optional_instant(row: &DbRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     row.try_get::<Option<i64>, _>(column)?
         .map(instant)
         .transpose()
@@ -2363,4 +2427,3 @@ fn audit_from(row: &DbRow) -> Result<AuditEntry, StoreError> {
         outcome: row.try_get("outcome")?,
     })
 }
-

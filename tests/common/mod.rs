@@ -281,15 +281,6 @@ impl Daemon {
         }
     }
 
-    /// Whether the process has exited, and how.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        let status = self.child.as_mut()?.try_wait().unwrap();
-        if status.is_some() {
-            self.child = None;
-        }
-        status
-    }
-
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("daemon running").id()
     }
@@ -435,6 +426,28 @@ impl Conn {
         self.send_raw(b"\n");
         self.read()
     }
+}
+
+/// One HTTP exchange with the metrics endpoint.
+pub fn http(address: std::net::SocketAddr, request: &[u8]) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The value of the first sample of `name` whose labels contain all of
+/// `labels`.
+pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// The text of a command's standard output.

@@ -2,14 +2,13 @@
 // logs that show what happened without showing a secret.
 
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::nas::{Nas, authenticator};
-use common::{Daemon, PROFILES, SECRET, write_file};
+use common::{Daemon, PROFILES, SECRET, http, sample, write_file};
 use liberad::radius::packet::{self, attr, code};
 use rustix::process::Signal;
 
@@ -240,27 +239,6 @@ fn sigterm_during_a_burst_keeps_every_answered_request() {
         .filter(|id| !stored.contains(id.as_str()))
         .collect();
     assert!(lost.is_empty(), "answered but not stored: {lost:?}");
-}
-
-/// One HTTP exchange with the metrics endpoint.
-fn http(address: SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(common::DEADLINE)).unwrap();
-    stream.write_all(request).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
-/// The value of the first sample of `name` whose labels contain all of
-/// `labels`.
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[test]
