@@ -80,48 +80,83 @@ fn login_answer(auth: std::net::SocketAddr, user: &str, password: &str) -> Optio
         .map(|reply| reply.code)
 }
 
-/// A tmpfs of a few megabytes mounted for the test, unmounted when dropped.
+/// A small file system mounted for the test, unmounted when dropped.
 struct SmallDisk {
     path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
+/// Runs a command as root: directly, or through sudo where the tests run
+/// as a user.
+fn as_root(program: &str) -> Command {
+    if rustix::process::getuid().is_root() {
+        Command::new(program)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-n", program]);
+        sudo
+    }
+}
+
+/// Runs `command`; on failure, says why the test cannot run here.
+fn run_or_skip(mut command: Command, what: &str) -> Option<()> {
+    match command.output() {
+        Ok(out) if out.status.success() => Some(()),
+        Ok(out) => {
+            common::skip(&format!(
+                "cannot {what} (run as root): {}",
+                stderr(&out).trim()
+            ));
+            None
+        }
+        Err(e) => {
+            common::skip(&format!("cannot {what}: {e}"));
+            None
+        }
+    }
+}
+
 impl SmallDisk {
-    fn mount(megabytes: u32) -> Option<SmallDisk> {
+    /// A tmpfs of `megabytes`, the test's user's.
+    fn tmpfs(megabytes: u32) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fs");
         std::fs::create_dir(&path).unwrap();
-        // As root, or through sudo where the tests run as a user (the
-        // file system is then given to that user).
         let uid = rustix::process::getuid().as_raw();
         let gid = rustix::process::getgid().as_raw();
-        let mut mount = if uid == 0 {
-            Command::new("mount")
-        } else {
-            let mut sudo = Command::new("sudo");
-            sudo.args(["-n", "mount"]);
-            sudo
-        };
-        let out = mount
+        let mut mount = as_root("mount");
+        mount
             .args(["-t", "tmpfs", "-o"])
             .arg(format!("size={megabytes}m,mode=0700,uid={uid},gid={gid}"))
             .arg("tmpfs")
-            .arg(&path)
-            .output();
-        match out {
-            Ok(out) if out.status.success() => Some(SmallDisk { path, _dir: dir }),
-            Ok(out) => {
-                common::skip(&format!(
-                    "cannot mount a tmpfs to fill (run as root): {}",
-                    stderr(&out).trim()
-                ));
-                None
-            }
-            Err(e) => {
-                common::skip(&format!("cannot run mount: {e}"));
-                None
-            }
-        }
+            .arg(&path);
+        run_or_skip(mount, "mount a tmpfs")?;
+        Some(SmallDisk { path, _dir: dir })
+    }
+
+    /// An ext4 file system in a file, loop-mounted: unlike tmpfs, it has
+    /// file attributes (`chattr +i`).
+    fn ext4(megabytes: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(u64::from(megabytes) << 20)
+            .unwrap();
+        let mut mkfs = Command::new("mkfs.ext4");
+        mkfs.args(["-q", "-F"]).arg(&image);
+        run_or_skip(mkfs, "make an ext4 file system (e2fsprogs)")?;
+        let path = dir.path().join("fs");
+        std::fs::create_dir(&path).unwrap();
+        let mut mount = as_root("mount");
+        mount.args(["-o", "loop"]).arg(&image).arg(&path);
+        run_or_skip(mount, "loop-mount a file system")?;
+        let disk = SmallDisk { path, _dir: dir };
+        let uid = rustix::process::getuid().as_raw();
+        let mut chown = as_root("chown");
+        chown.arg(uid.to_string()).arg(&disk.path);
+        run_or_skip(chown, "give the file system to the test's user")?;
+        Some(disk)
     }
 
     /// Writes a file until the disk is full; returns its path.
@@ -147,20 +182,13 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let umount = |mut command: Command| command.arg("-l").arg(&self.path).status();
-        if rustix::process::getuid().is_root() {
-            let _ = umount(Command::new("umount"));
-        } else {
-            let mut sudo = Command::new("sudo");
-            sudo.args(["-n", "umount"]);
-            let _ = umount(sudo);
-        }
+        let _ = as_root("umount").arg("-l").arg(&self.path).status();
     }
 }
 
 #[test]
 fn a_full_disk_is_survived_and_writes_come_back_without_a_restart() {
-    let Some(disk) = SmallDisk::mount(16) else {
+    let Some(disk) = SmallDisk::tmpfs(16) else {
         return;
     };
     let temp = tempfile::tempdir().unwrap();
@@ -248,6 +276,67 @@ fn a_full_disk_is_survived_and_writes_come_back_without_a_restart() {
         ids.contains(&"before-1") && ids.contains(&"after-1"),
         "{ids:?}"
     );
+}
+
+/// Sets or clears the immutable attribute of the database's files: writes
+/// then fail as on a file that became read-only, even through the
+/// descriptors liberad holds.
+fn immutable(db: &Path, on: bool) {
+    let mut chattr = as_root("chattr");
+    chattr.arg(if on { "+i" } else { "-i" });
+    for suffix in ["", "-wal"] {
+        chattr.arg(format!("{}{suffix}", db.display()));
+    }
+    let out = chattr.output().unwrap();
+    assert!(out.status.success(), "chattr: {}", stderr(&out));
+}
+
+#[test]
+fn a_file_that_refuses_writes_is_survived_and_writes_come_back_without_a_restart() {
+    let Some(disk) = SmallDisk::ext4(32) else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let db = disk.path.join("liberad.db");
+    let daemon = Daemon::start_in(
+        temp.path(),
+        "a",
+        &format!("sqlite://{}", db.display()),
+        "",
+        "",
+    );
+    import(&daemon);
+    let (auth, acct) = daemon.radius_addresses();
+    assert!(acknowledged(acct, "before", common::DEADLINE));
+
+    immutable(&db, true);
+    let refused = (0..3).all(|n| !acknowledged(acct, &format!("refused-{n}"), SILENCE));
+    let login = login_answer(auth, "jose", "pw-jose");
+    let write = daemon.ctl(&["contract", "add", "2001"]);
+    let ping = daemon.ctl(&["ping"]);
+    immutable(&db, false);
+    assert!(
+        refused,
+        "accounting acknowledged into a file that refuses writes"
+    );
+    assert_eq!(login, Some(code::ACCESS_ACCEPT));
+    assert_eq!(write.status.code(), Some(4), "{}", stderr(&write));
+    // SQLite tells "read-only" when it finds the file so, "disk I/O
+    // error" when a write through an open descriptor fails.
+    let cause = |text: &str| text.contains("read-only") || text.contains("disk I/O error");
+    assert!(cause(&stderr(&write)), "{}", stderr(&write));
+    assert_eq!(ping.status.code(), Some(4), "{}", stdout(&ping));
+    assert!(cause(&stdout(&ping)), "{}", stdout(&ping));
+    daemon.wait_for_log("the database refuses writes (");
+
+    poll_until("accounting acknowledged again", || {
+        acknowledged(acct, "after", RETRY * 4)
+            .then_some(())
+            .ok_or_else(|| "not acknowledged".to_owned())
+    });
+    let out = daemon.ctl(&["contract", "add", "2001"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(daemon.ctl(&["ping"]).status.code(), Some(0));
 }
 
 #[test]

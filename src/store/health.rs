@@ -135,6 +135,20 @@ impl WriteHealth {
         }
     }
 
+    /// Whether the connections that failed may be stuck in what they saw:
+    /// SQLite opens a file it cannot write read-only and keeps it so, and a
+    /// failed I/O may leave the connection's view behind. While writes fail
+    /// so, each write takes a new connection.
+    pub fn connections_stale(&self) -> bool {
+        let failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        failing.as_ref().is_some_and(|f| {
+            matches!(
+                f.cause,
+                "read-only" | "disk I/O error" | "cannot open the database file" | "corrupt"
+            )
+        })
+    }
+
     /// How writes stand now.
     pub fn status(&self) -> WriteStatus {
         let failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);

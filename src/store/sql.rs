@@ -42,7 +42,7 @@ pub struct SqlStore {
     reader: Pool<Db>,
     fast_reads: Option<FastReads>,
     /// Whether the database takes writes, from the outcome of each.
-    health: WriteHealth,
+    health: std::sync::Arc<WriteHealth>,
     /// SQLite: the file the store has open, to notice it deleted or
     /// replaced under the running daemon.
     file: Option<DatabaseFile>,

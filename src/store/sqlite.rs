@@ -91,10 +91,18 @@ impl SqlStore {
             .foreign_keys(true)
             // The WAL shrinks back after a large write is checkpointed.
             .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string());
+        let health = std::sync::Arc::new(WriteHealth::default());
+        let writes = std::sync::Arc::clone(&health);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+            // A connection left inside a transaction by a failed write is
+            // closed; so is one that may have opened the file read-only (or
+            // seen it fail) while writes fail: a new one finds it as it is.
+            .before_acquire(move |conn, _| {
+                let stale = writes.connections_stale();
+                Box::pin(async move { Ok(!conn.is_in_transaction() && !stale) })
+            })
             .connect_with(connect.clone())
             .await
             .map_err(|e| StoreError::Setup(format!("cannot open {}: {e}", path.display())))?;
@@ -121,7 +129,7 @@ impl SqlStore {
             writer,
             reader,
             fast_reads: Some(fast_reads),
-            health: WriteHealth::default(),
+            health,
             file: Some(file),
         })
     }
