@@ -203,6 +203,7 @@ pub async fn run(
             .with_metrics(metrics_address)
             .with_spool_dir(&config.state_dir),
     );
+    crate::admin::import::remove_leftovers(&config.state_dir);
     let socket = AdminSocket::bind(&config.admin)?;
     tracing::info!(
         socket = %socket.path().display(),

@@ -17,6 +17,42 @@ use crate::radius::Settings;
 
 static SPOOLS: AtomicU64 = AtomicU64::new(0);
 
+/// The names spool files take: `.import-PID-N.csv`.
+const PREFIX: &str = ".import-";
+
+/// Removes the spool files an earlier run left in `dir` (it was killed in
+/// the middle of an import: nothing of that import was written), but not
+/// those of a process still running.
+pub fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .filter(|rest| rest.ends_with(".csv"))
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        let running = pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists()
+        });
+        if !running {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed the file of an unfinished import")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove the file of an unfinished import")
+                }
+            }
+        }
+    }
+}
+
 /// An import in progress on a connection: the file received so far.
 pub struct Spool {
     path: PathBuf,
@@ -36,7 +72,7 @@ impl Spool {
         slot: OwnedSemaphorePermit,
     ) -> std::io::Result<Spool> {
         let name = format!(
-            ".import-{}-{}.csv",
+            "{PREFIX}{}-{}.csv",
             std::process::id(),
             SPOOLS.fetch_add(1, Ordering::Relaxed)
         );

@@ -450,3 +450,24 @@ fn contract_list_is_bounded_and_pages() {
     let out = daemon.ctl(&["contract", "list", "--after", "has space"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn the_file_of_an_import_cut_short_is_removed_at_the_next_start() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let mut daemon = Daemon::prepare_in(dir, "a", &common::database(dir), "", "");
+    let state = dir.join("a-state");
+    std::fs::create_dir_all(&state).unwrap();
+    // Left by a liberad killed in the middle of an import (no such pid).
+    let left = write_file(&state, ".import-4194999-0.csv", "contract_id\n1\n");
+    // That of a process still running stays.
+    let running = write_file(
+        &state,
+        &format!(".import-{}-0.csv", std::process::id()),
+        "contract_id\n",
+    );
+    daemon.launch();
+    daemon.wait_for_log("removed the file of an unfinished import");
+    assert!(!left.exists());
+    assert!(running.exists());
+}
