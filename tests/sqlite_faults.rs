@@ -55,6 +55,16 @@ fn acknowledged(acct: std::net::SocketAddr, session: &str, within: Duration) -> 
         .is_some_and(|reply| reply.code == code::ACCOUNTING_RESPONSE)
 }
 
+/// Waits (bounded) until accounting is acknowledged again, as a NAS
+/// retrying would see it.
+fn acknowledged_again(acct: std::net::SocketAddr, session: &str) {
+    poll_until("accounting acknowledged again", || {
+        acknowledged(acct, session, RETRY * 4)
+            .then_some(())
+            .ok_or_else(|| "not acknowledged".to_owned())
+    });
+}
+
 /// A PAP login answered (within a few retransmissions), from a NAS of its
 /// own.
 fn login_answer(auth: std::net::SocketAddr, user: &str, password: &str) -> Option<u8> {
@@ -251,11 +261,7 @@ fn a_full_disk_is_survived_and_writes_come_back_without_a_restart() {
 
     // The space comes back: so do the writes, with no restart.
     std::fs::remove_file(&filler).unwrap();
-    poll_until("accounting acknowledged again", || {
-        acknowledged(acct, "after-1", RETRY * 4)
-            .then_some(())
-            .ok_or_else(|| "not acknowledged".to_owned())
-    });
+    acknowledged_again(acct, "after-1");
     let out = daemon.ctl(&["contract", "add", "2001"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let (rc, v) = daemon.ctl_json(&["release", "1001"]);
@@ -329,11 +335,7 @@ fn a_file_that_refuses_writes_is_survived_and_writes_come_back_without_a_restart
     assert!(cause(&stdout(&ping)), "{}", stdout(&ping));
     daemon.wait_for_log("the database refuses writes (");
 
-    poll_until("accounting acknowledged again", || {
-        acknowledged(acct, "after", RETRY * 4)
-            .then_some(())
-            .ok_or_else(|| "not acknowledged".to_owned())
-    });
+    acknowledged_again(acct, "after");
     let out = daemon.ctl(&["contract", "add", "2001"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(daemon.ctl(&["ping"]).status.code(), Some(0));
@@ -385,11 +387,7 @@ fn logins_are_answered_while_another_process_holds_the_write_lock() {
     assert!(sent > 32, "only {sent} accounting requests sent");
     lock.execute_batch("ROLLBACK").unwrap();
 
-    poll_until("accounting acknowledged after the lock", || {
-        acknowledged(acct, "after", RETRY * 4)
-            .then_some(())
-            .ok_or_else(|| "not acknowledged".to_owned())
-    });
+    acknowledged_again(acct, "after");
     assert!(logins >= 10, "{logins} logins");
 }
 
