@@ -127,22 +127,59 @@ pub enum Backend {
     Postgres,
 }
 
+/// Whether this binary's backend is missing, so that the calling test must
+/// return at once: true only for the PostgreSQL binaries on a machine
+/// without PostgreSQL's server (and then it says so; under CI that is a
+/// failure). Every test of a suite begins with it, so that a missing
+/// backend skips each test and ends none but its own.
+pub fn backend_missing() -> bool {
+    match crate::BACKEND {
+        Backend::Sqlite => false,
+        Backend::Postgres => {
+            let missing = postgres::cluster().is_none();
+            if missing {
+                eprintln!(
+                    "skipped: the PostgreSQL server binaries (initdb, pg_ctl) are not \
+                     installed; install Debian's postgresql to run these tests"
+                );
+            }
+            missing
+        }
+    }
+}
+
 /// A new, empty database for a test, as a URL: an SQLite file in `dir`, or
-/// a database on this binary's PostgreSQL cluster. Without PostgreSQL the
-/// PostgreSQL binaries skip all their tests (under CI they fail).
+/// a database on this binary's PostgreSQL cluster (the test checked
+/// [`backend_missing`] first).
 pub fn database(dir: &Path) -> String {
     match crate::BACKEND {
         Backend::Sqlite => format!("sqlite://{}", dir.join("liberad.db").display()),
         Backend::Postgres => match postgres::cluster() {
             Some(cluster) => cluster.database(),
-            None => {
-                eprintln!(
-                    "skipped: the PostgreSQL server binaries (initdb, pg_ctl) are not \
-                     installed; install Debian's postgresql to run these tests"
-                );
-                std::process::exit(0);
-            }
+            None => panic!("no PostgreSQL: the test must begin with `if backend_missing()`"),
         },
+    }
+}
+
+/// A command that dies with the test that started it (SIGKILL when the
+/// test's thread or process ends, through `setpriv --pdeathsig`), so that
+/// an interrupted or timed-out `cargo test` leaves nothing running.
+pub fn dies_with_test(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    static SETPRIV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let available = *SETPRIV.get_or_init(|| {
+        Command::new("setpriv")
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if available {
+        let mut command = Command::new("setpriv");
+        command.args(["--pdeathsig", "KILL", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
     }
 }
 
@@ -245,7 +282,7 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(LIBERAD)
+        let child = dies_with_test(LIBERAD)
             .arg("--config")
             .arg(&self.config)
             .env_clear()
@@ -259,26 +296,20 @@ impl Daemon {
         self.child = Some(child);
     }
 
-    /// Waits until the admin socket answers.
+    /// Waits until the admin socket answers (failing, with the log, if the
+    /// daemon exits or takes too long).
     pub fn wait_ready(&mut self) {
-        let started = Instant::now();
-        loop {
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
+        let socket = self.socket.clone();
+        let child = self.child.as_mut().expect("daemon running");
+        poll_until("liberad to open its admin socket", || {
+            if UnixStream::connect(&socket).is_ok() {
+                return Ok(());
             }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "liberad exited during start-up ({status}):\n{}",
-                    self.log_text()
-                );
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("liberad exited during start-up ({status})");
             }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "liberad did not open its socket in time:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            Err("no answer on the socket yet".to_owned())
+        });
     }
 
     pub fn pid(&self) -> u32 {
@@ -306,18 +337,15 @@ impl Daemon {
 
     /// Waits (bounded) for the process to exit.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("daemon running");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if started.elapsed() > DEADLINE {
-                let _ = child.kill();
-                panic!("liberad did not stop in time:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = self.child.as_mut().expect("daemon running");
+        let status = poll_until("liberad to exit", || {
+            child
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| "still running".to_owned())
+        });
+        self.child = None;
+        status
     }
 
     /// Runs `liberactl --socket SOCKET ARGS...`.
@@ -363,15 +391,13 @@ impl Daemon {
 
     /// Waits (bounded) until the daemon's log contains `text`.
     pub fn wait_for_log(&self, text: &str) {
-        let started = Instant::now();
-        while !self.log_text().contains(text) {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "{text:?} never appeared in the log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(&format!("{text:?} in the log"), || {
+            if self.log_text().contains(text) {
+                Ok(())
+            } else {
+                Err("not there yet".to_owned())
+            }
+        });
     }
 
     /// Opens a raw connection to the admin socket.
@@ -390,6 +416,15 @@ impl Drop for Daemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // The log goes with the temporary directory: a failed test shows
+        // it first.
+        if std::thread::panicking() {
+            eprintln!(
+                "---- log of liberad in {} ----\n{}---- end of the log ----",
+                self.dir.display(),
+                self.log_text()
+            );
         }
     }
 }

