@@ -583,7 +583,9 @@ mod tests {
             now,
             Sao_Paulo,
         );
-        assert!(grant.is_ok(), "{grant:?}");
+        let grant = grant.unwrap();
+        assert_eq!(grant.starts_at, now);
+        assert_eq!(grant.ends_at, local(Sao_Paulo, "2026-11-28 00:00:00"));
     }
 
     #[test]
@@ -598,7 +600,8 @@ mod tests {
             })
         );
         let next_midnight = local(Sao_Paulo, "2026-11-28 00:00:00");
-        assert!(check_release(&params(1, 1), Some(&facts), next_midnight, Sao_Paulo).is_ok());
+        let grant = check_release(&params(1, 1), Some(&facts), next_midnight, Sao_Paulo).unwrap();
+        assert_eq!(grant.ends_at, local(Sao_Paulo, "2026-11-29 00:00:00"));
     }
 
     #[test]
@@ -618,7 +621,9 @@ mod tests {
             "contract 1234 was released recently; it may be released again on 2026-12-27"
         );
         let first_allowed = local(Sao_Paulo, "2026-12-27 00:00:00");
-        assert!(check_release(&params(1, 30), Some(&facts), first_allowed, Sao_Paulo).is_ok());
+        let grant = check_release(&params(1, 30), Some(&facts), first_allowed, Sao_Paulo).unwrap();
+        assert_eq!(grant.starts_at, first_allowed);
+        assert_eq!(grant.ends_at, local(Sao_Paulo, "2026-12-28 00:00:00"));
     }
 
     #[test]
@@ -703,7 +708,8 @@ mod tests {
         // release started on the 28th in UTC.
         let facts = released_before(now);
         let next_morning = local(Los_Angeles, "2026-11-28 00:00:00");
-        assert!(check_release(&params(1, 1), Some(&facts), next_morning, Los_Angeles).is_ok());
+        let grant = check_release(&params(1, 1), Some(&facts), next_morning, Los_Angeles).unwrap();
+        assert_eq!(grant.ends_at, local(Los_Angeles, "2026-11-29 00:00:00"));
         let same_evening = local(Los_Angeles, "2026-11-27 23:59:59");
         assert_eq!(
             check_release(&params(1, 1), Some(&facts), same_evening, Los_Angeles),

@@ -59,11 +59,16 @@ fn what_one_instance_does_the_other_sees_at_once() {
     );
     let (rc, v) = a.ctl_json(&["release", "1"]);
     assert_eq!(rc, 0, "{v}");
+    // Released through A, seen by B: up to the release's end.
+    let before = chrono::Utc::now();
     let reply = nas.pap("maria", "pw");
+    let after = chrono::Utc::now();
     assert_eq!(reply.code, code::ACCESS_ACCEPT);
-    assert!(
-        reply.session_timeout().is_some(),
-        "released through A, seen by B"
+    common::assert_timeout_ends_at(
+        reply.session_timeout(),
+        common::release_end(&v),
+        before,
+        after,
     );
 
     // A release refused on B because of A's.
@@ -146,17 +151,53 @@ fn releases_that_ended_together(url: &str, n: usize) {
     });
 }
 
-/// A NAS on its own thread that ACKs everything and keeps every request.
-fn acking_nas(coa: CoaNas) -> Arc<Mutex<Vec<Vec<u8>>>> {
+/// Requests a NAS received, with the address each came from.
+type Received = Arc<Mutex<Vec<(std::net::SocketAddr, Vec<u8>)>>>;
+
+/// A NAS on its own thread that ACKs everything and keeps every request,
+/// with the address it came from.
+fn acking_nas(coa: CoaNas) -> Received {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let requests = Arc::clone(&seen);
     std::thread::spawn(move || {
         while let Some(request) = coa.receive(Duration::from_secs(60)) {
             coa.answer(&request, Answer::Ack);
-            requests.lock().unwrap().push(request.bytes);
+            requests.lock().unwrap().push((request.from, request.bytes));
         }
     });
     seen
+}
+
+/// The bytes of the requests `acking_nas` kept.
+fn bytes_of(seen: &[(std::net::SocketAddr, Vec<u8>)]) -> Vec<Vec<u8>> {
+    seen.iter().map(|(_, bytes)| bytes.clone()).collect()
+}
+
+/// The releases an instance's log says it ended.
+fn releases_ended_by(log: &str) -> usize {
+    // Text logs colour their fields: leave the escape sequences out.
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().take_while(|c| *c != 'm').for_each(drop);
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .lines()
+        .filter(|l| l.contains("releases expired"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|word| word.strip_prefix("releases="))
+                .and_then(|n| {
+                    n.trim_matches(|c: char| !c.is_ascii_digit())
+                        .parse::<usize>()
+                        .ok()
+                })
+        })
+        .sum()
 }
 
 /// How many requests each session got.
@@ -185,8 +226,11 @@ fn two_hundred_releases_ending_together_are_ended_and_enforced_once() {
     const N: usize = 200;
     let temp = tempfile::tempdir().unwrap();
     let coa = CoaNas::bind();
+    // Each instance sends 20 requests a second at most and ends releases
+    // ten at a time: alone, one would take ten seconds, so both share.
     let extra = format!(
-        "coa_port = {}\ncoa_mode = \"disconnect\"\n{PROFILES}\n[enforcement]\nmax_per_second_per_nas = 1000\n",
+        "coa_port = {}\ncoa_mode = \"disconnect\"\n{PROFILES}\n[enforcement]\n\
+         max_per_second_per_nas = 20\nexpiry_batch = 10\n",
         coa.port()
     );
     // The database is prepared before the daemons start.
@@ -212,7 +256,8 @@ fn two_hundred_releases_ending_together_are_ended_and_enforced_once() {
         N,
         "one job per release, whichever instance ended it"
     );
-    let counts = per_session(&seen.lock().unwrap());
+    let seen = seen.lock().unwrap().clone();
+    let counts = per_session(&bytes_of(&seen));
     assert_eq!(counts.len(), N);
     assert!(
         counts.values().all(|n| *n == 1),
@@ -228,8 +273,22 @@ fn two_hundred_releases_ending_together_are_ended_and_enforced_once() {
         .filter(|e| e["action"] == "release_end")
         .count();
     assert_eq!(endings, N);
-    let logs = format!("{}{}", a.log_text(), b.log_text());
-    assert!(logs.contains("releases expired"));
+    // Both did part of the work: each sent some of the requests (from its
+    // own socket), and what their logs say they ended adds up to N.
+    let mut senders: HashMap<std::net::SocketAddr, usize> = HashMap::new();
+    for (from, _) in &seen {
+        *senders.entry(*from).or_default() += 1;
+    }
+    assert_eq!(senders.len(), 2, "requests by sender: {senders:?}");
+    assert!(
+        senders.values().all(|n| *n >= 20),
+        "requests by sender: {senders:?}"
+    );
+    let (by_a, by_b) = (
+        releases_ended_by(&a.log_text()),
+        releases_ended_by(&b.log_text()),
+    );
+    assert_eq!(by_a + by_b, N, "ended by A: {by_a}, by B: {by_b}");
 }
 
 #[test]
@@ -275,7 +334,7 @@ fn an_instance_killed_while_sending_is_relieved_by_the_other() {
             .then_some(())
             .ok_or_else(|| format!("{list:?}"))
     });
-    let requests = seen.lock().unwrap().clone();
+    let requests = bytes_of(&seen.lock().unwrap());
     assert!(!requests.is_empty());
     assert!(
         requests.iter().all(|r| *r == first.bytes),

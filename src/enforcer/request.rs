@@ -280,13 +280,32 @@ mod tests {
                 "Mikrotik-Rate-Limit = 50M/50M",
             ]
         );
-        // It verifies as an accounting-style request would (zeroed
-        // authenticator for the Message-Authenticator, computed Request
-        // Authenticator): re-signing gives the same bytes.
-        let mut again = bytes.clone();
-        packet::sign_request(&mut again, b"s");
-        assert_eq!(again, bytes);
-        let _ = check(&bytes, Port::Auth, b"s", false);
+        // It is signed as RFC 5176 asks, the way a NAS verifies it,
+        // computed here from the RFCs rather than by liberad's signing:
+        // Message-Authenticator is HMAC-MD5 of the packet with a zero
+        // authenticator and itself zeroed; the Request Authenticator is
+        // MD5 of the packet with a zero authenticator, then the secret.
+        use hmac::Mac;
+        use md5::Digest;
+        let mut unsigned = bytes.clone();
+        unsigned[4..20].fill(0);
+        let ma_value = 20 + 2;
+        let mut zeroed = unsigned.clone();
+        zeroed[ma_value..ma_value + 16].fill(0);
+        let mut mac = hmac::Hmac::<md5::Md5>::new_from_slice(b"s").unwrap();
+        mac.update(&zeroed);
+        assert_eq!(
+            &bytes[ma_value..ma_value + 16],
+            mac.finalize().into_bytes().as_slice()
+        );
+        let mut md5 = md5::Md5::new();
+        md5.update(&unsigned);
+        md5.update(b"s");
+        assert_eq!(&bytes[4..20], md5.finalize().as_slice());
+        // And a RADIUS server's receive checks do not take it for one of
+        // the requests they serve.
+        assert!(check(&bytes, Port::Auth, b"s", false).is_err());
+        assert!(check(&bytes, Port::Acct, b"s", false).is_err());
     }
 
     fn reply_to(request: &[u8], reply_code: u8, extra: &[(u8, &[u8])], secret: &[u8]) -> Vec<u8> {

@@ -463,6 +463,29 @@ impl Conn {
     }
 }
 
+/// Asserts that a Session-Timeout given between `before` and `after` ends
+/// the session at `ends_at` (to the second the clock may have turned).
+pub fn assert_timeout_ends_at(
+    timeout: Option<u32>,
+    ends_at: chrono::DateTime<chrono::Utc>,
+    before: chrono::DateTime<chrono::Utc>,
+    after: chrono::DateTime<chrono::Utc>,
+) {
+    let timeout = i64::from(timeout.expect("a Session-Timeout"));
+    let longest = (ends_at - before).num_seconds() + 1;
+    let shortest = (ends_at - after).num_seconds() - 1;
+    assert!(
+        (shortest..=longest).contains(&timeout),
+        "Session-Timeout {timeout} s, expected {shortest} to {longest} s (the release ends at {ends_at})"
+    );
+}
+
+/// When a release in a `release` answer ends.
+pub fn release_end(answer: &Value) -> chrono::DateTime<chrono::Utc> {
+    serde_json::from_value(answer["data"]["ends_at"].clone())
+        .unwrap_or_else(|e| panic!("no release end in {answer}: {e}"))
+}
+
 /// One HTTP exchange with the metrics endpoint.
 pub fn http(address: std::net::SocketAddr, request: &[u8]) -> String {
     use std::io::Read;

@@ -671,6 +671,7 @@ fn the_audit_records_the_peer_uid_and_operator() {
 
 #[test]
 fn logins_are_added_shown_and_removed_without_their_password() {
+    use liberad::radius::packet::code::{ACCESS_ACCEPT, ACCESS_REJECT};
     if common::backend_missing() {
         return;
     }
@@ -720,6 +721,14 @@ fn logins_are_added_shown_and_removed_without_their_password() {
         .write_all(b"from-stdin\n")
         .unwrap();
     assert!(child.wait().unwrap().success());
+    // The password is the one read, without its line break: oito logs in
+    // with it, and with nothing else.
+    let (auth, _) = daemon.radius_addresses();
+    let mut nas = common::nas::Nas::new(auth);
+    let code_of = |reply: common::nas::Reply| reply.code;
+    assert_eq!(code_of(nas.pap("oito", "from-stdin")), ACCESS_ACCEPT);
+    assert_eq!(code_of(nas.pap("oito", "from-stdin\n")), ACCESS_REJECT);
+    assert_eq!(code_of(nas.pap("oito", "-")), ACCESS_REJECT);
 
     let (rc, _) = daemon.ctl_json(&["login", "remove", "sete"]);
     assert_eq!(rc, 0);

@@ -150,16 +150,18 @@ fn radclient_pap_and_chap_get_the_answer_of_each_state() {
     assert_eq!(chap.code, "Access-Reject");
 
     // A released contract: the Session-Timeout runs to the release's end.
-    daemon.ctl_json(&["release", "2"]);
+    let (rc, v) = daemon.ctl_json(&["release", "2"]);
+    assert_eq!(rc, 0, "{v}");
+    let before = chrono::Utc::now();
     let a = pap("bloqueado", "pw-2");
+    let after = chrono::Utc::now();
     assert_eq!(a.code, "Access-Accept");
-    assert!(
-        a.attributes
-            .iter()
-            .any(|l| l.starts_with("Session-Timeout = ")),
-        "{:?}",
-        a.attributes
-    );
+    let timeout = a
+        .attributes
+        .iter()
+        .find_map(|l| l.strip_prefix("Session-Timeout = "))
+        .and_then(|t| t.trim().parse().ok());
+    common::assert_timeout_ends_at(timeout, common::release_end(&v), before, after);
 }
 
 #[test]

@@ -91,7 +91,7 @@ fn each_contract_state_gets_its_answer() {
     // Session-Timeout that ends the session at the end of the release.
     let (rc, v) = daemon.ctl_json(&["release", "1005"]);
     assert_eq!(rc, 0, "{v}");
-    let ends_at: DateTime<Utc> = serde_json::from_value(v["data"]["ends_at"].clone()).unwrap();
+    let ends_at = common::release_end(&v);
     let before = Utc::now();
     let reply = nas.pap("liberado", "pw-lib");
     let after = Utc::now();
@@ -103,13 +103,7 @@ fn each_contract_state_gets_its_answer() {
         "{:?}",
         reply.text()
     );
-    let timeout = i64::from(
-        reply
-            .session_timeout()
-            .expect("Session-Timeout while released"),
-    );
-    assert!(timeout <= (ends_at - before).num_seconds() + 1, "{timeout}");
-    assert!(timeout >= (ends_at - after).num_seconds() - 1, "{timeout}");
+    common::assert_timeout_ends_at(reply.session_timeout(), ends_at, before, after);
 
     // Revoked: blocked again at the next login.
     daemon.ctl_json(&["revoke", "1005"]);
@@ -686,10 +680,18 @@ fn ms_chap_v2_logins_follow_the_contract_and_carry_the_mppe_keys() {
             .unwrap()
             .starts_with(b"\x42E=647")
     );
-    assert_eq!(daemon.ctl_json(&["release", "1005"]).0, 0);
+    let (rc, v) = daemon.ctl_json(&["release", "1005"]);
+    assert_eq!(rc, 0, "{v}");
+    let before = Utc::now();
     let released = nas.ms_chap_v2("liberado", "pw-lib");
+    let after = Utc::now();
     assert_eq!(released.reply.code, code::ACCESS_ACCEPT);
-    assert!(released.reply.session_timeout().is_some());
+    common::assert_timeout_ends_at(
+        released.reply.session_timeout(),
+        common::release_end(&v),
+        before,
+        after,
+    );
     assert!(
         released
             .reply
