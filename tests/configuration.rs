@@ -111,3 +111,56 @@ fn the_variables_of_liberactl_never_stop_the_daemon() {
     let log = daemon.log_text();
     assert!(log.contains("LIBERAD_OPERATR"), "{log}");
 }
+
+#[test]
+fn secrets_every_local_user_can_read_are_refused_end_to_end() {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let daemon = Daemon::prepare_in(dir, "a", &common::database(dir), "", "");
+    // A real BRAS, not a loopback test entry.
+    daemon.edit_config(|text| {
+        format!(
+            "{text}\n[[nas]]\nname = \"bras-01\"\naddress = \"10.0.0.1\"\nsecret = \"s3cr3t\"\n"
+        )
+    });
+    let mode = |m: u32| {
+        std::fs::set_permissions(&daemon.config, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let run = |args: &[&str]| {
+        Command::new(LIBERAD)
+            .args(args)
+            .arg("--config")
+            .arg(&daemon.config)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    mode(0o644);
+    for args in [&["--check-config"][..], &[][..]] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.contains("bras-01") && message.contains("chmod o-r"),
+            "{args:?}: {message}"
+        );
+    }
+    mode(0o640);
+    let out = run(&["--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A secret file readable by everyone is refused the same way.
+    let secret = write_file(dir, "bras-02.secret", "s3cr3t\n");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o604)).unwrap();
+    daemon.edit_config(|text| {
+        format!(
+            "{text}\n[[nas]]\nname = \"bras-02\"\naddress = \"10.0.0.2\"\nsecret_file = \"{}\"\n",
+            secret.display()
+        )
+    });
+    let out = run(&["--check-config"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bras-02"), "{}", stderr(&out));
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(run(&["--check-config"]).status.code(), Some(0));
+}

@@ -501,3 +501,47 @@ fn a_large_import_leaves_no_large_wal_behind() {
     let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
     assert!(size < 1 << 20, "the WAL is {size} bytes after the import");
 }
+
+#[test]
+fn a_request_in_flight_during_a_reload_finishes_with_the_configuration_it_started_with() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let db = dir.join("liberad.db");
+    let daemon = Daemon::start_in(dir, "a", &format!("sqlite://{}", db.display()), "", "");
+    import(&daemon);
+    let (_, acct) = daemon.radius_addresses();
+    // An accounting request held in flight: its write waits for the lock
+    // another process holds.
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut nas = Nas::new(acct);
+    let request = start_packet(&mut nas, "in-flight");
+    nas.send(&request);
+    // Meanwhile the NAS gets a new secret.
+    daemon.edit_config(|text| {
+        text.replace(
+            &format!("secret = \"{}\"", common::SECRET),
+            "secret = \"the-new-secret\"",
+        )
+    });
+    daemon.signal(rustix::process::Signal::HUP);
+    daemon.wait_for_log("configuration reloaded");
+    lock.execute_batch("ROLLBACK").unwrap();
+    // The answer is signed with the secret the request came with.
+    let reply = nas
+        .receive(&request, common::DEADLINE)
+        .expect("the request in flight answered");
+    assert_eq!(reply.code, code::ACCOUNTING_RESPONSE);
+    // New requests take the new secret.
+    let mut renewed = Nas::bound("127.0.0.1:0", acct, "the-new-secret");
+    let request = start_packet(&mut renewed, "after-the-reload");
+    assert!(
+        renewed
+            .exchange_retrying(&request, RETRY, common::DEADLINE)
+            .is_some()
+    );
+    assert!(
+        !acknowledged(acct, "old-secret", SILENCE),
+        "the old secret still answered"
+    );
+}

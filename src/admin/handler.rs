@@ -570,7 +570,8 @@ impl Admin {
         }
     }
 
-    /// Waits until the jobs are final or the wait timeout passes.
+    /// Waits until the jobs are final or the wait timeout passes, and
+    /// returns them as they stand then (a job sent meanwhile shows so).
     async fn wait_for(&self, ids: &[i64]) -> Vec<EnforcementJob> {
         let Some(enforcement) = &self.enforcement else {
             return Vec::new();
@@ -589,13 +590,12 @@ impl Admin {
             if jobs.iter().all(|j| j.state.is_final()) {
                 return jobs;
             }
-            tokio::select! {
-                changed = progress.changed() => {
-                    if changed.is_err() {
-                        return jobs;
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => return jobs,
+            let timed_out = tokio::select! {
+                changed = progress.changed() => changed.is_err(),
+                () = tokio::time::sleep_until(deadline) => true,
+            };
+            if timed_out {
+                return self.store.enforcement_jobs_by_id(ids).await.unwrap_or(jobs);
             }
         }
     }

@@ -29,6 +29,8 @@ const SECRET: &[u8] = b"coa-secret";
 #[derive(Clone, Copy)]
 enum Behaviour {
     Ack,
+    /// Never: every request goes unanswered.
+    Silent,
 }
 
 /// One request the NAS received, and when (tokio time).
@@ -59,6 +61,11 @@ fn start_wall() -> DateTime<Utc> {
 /// pauses time: from then on only `advance` moves it (an idle runtime would
 /// jump time forward while the store works on another thread).
 async fn world(config: EnforcementConfig) -> World {
+    world_with(config, Behaviour::Ack).await
+}
+
+/// [`world`] with a NAS that behaves as told.
+async fn world_with(config: EnforcementConfig, behaviour: Behaviour) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
@@ -95,7 +102,7 @@ async fn world(config: EnforcementConfig) -> World {
     tokio::spawn(enforcer.run(shutdown.clone(), Duration::ZERO));
     tokio::spawn(scheduler.run(shutdown.clone()));
     let received = Arc::new(Mutex::new(Vec::new()));
-    tokio::spawn(nas(peer, Behaviour::Ack, Arc::clone(&received)));
+    tokio::spawn(nas(peer, behaviour, Arc::clone(&received)));
     World {
         _dir: dir,
         store,
@@ -115,6 +122,7 @@ async fn nas(mut peer: ChannelPeer, behaviour: Behaviour, received: Arc<Mutex<Ve
             bytes: request.clone(),
         });
         let reply_code = match (behaviour, request[0]) {
+            (Behaviour::Silent, _) => continue,
             (Behaviour::Ack, code::COA_REQUEST) => code::COA_ACK,
             (Behaviour::Ack, _) => code::DISCONNECT_ACK,
         };
@@ -345,6 +353,94 @@ async fn many_releases_ending_together_are_all_enforced_within_the_nas_rate() {
         "{CONTRACTS} requests took {took:?} at {PER_SECOND}/s"
     );
     assert_eq!(w.jobs_in(JobState::Acked).await, CONTRACTS);
+    w.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_silent_nas_gets_each_request_max_sends_times_at_the_rfc_5080_intervals() {
+    const CONTRACTS: usize = 6;
+    const IN_FLIGHT: usize = 2;
+    let config = EnforcementConfig {
+        max_in_flight_per_nas: IN_FLIGHT,
+        ..EnforcementConfig::default()
+    };
+    let (initial, longest, sends) = (
+        Duration::from_millis(config.retry_initial_ms),
+        Duration::from_millis(config.retry_max_ms),
+        config.max_sends as usize,
+    );
+    let w = world_with(config, Behaviour::Silent).await;
+    for i in 0..CONTRACTS {
+        let id = format!("c{i}");
+        w.blocked_contract(&id).await;
+        w.online(&id).await;
+        w.release(&id).await;
+    }
+    // Time goes on in tenths of a second until every job has given up.
+    let mut steps = 0;
+    loop {
+        settle().await;
+        if w.jobs_in(JobState::Timeout).await == CONTRACTS {
+            break;
+        }
+        steps += 1;
+        assert!(steps < 20_000, "{} requests received", w.received().len());
+        tokio::time::advance(Duration::from_millis(100)).await;
+    }
+    let received = w.received();
+    assert_eq!(
+        received.len(),
+        CONTRACTS * sends,
+        "max_sends of each, no more"
+    );
+    // Per request (identifier and authenticator are kept: the same bytes).
+    let mut by_request: Vec<Vec<Instant>> = Vec::new();
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    for r in &received {
+        match seen.iter().position(|b| *b == r.bytes) {
+            Some(i) => by_request[i].push(r.at),
+            None => {
+                seen.push(r.bytes.clone());
+                by_request.push(vec![r.at]);
+            }
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        CONTRACTS,
+        "one request per job, resent identically"
+    );
+    for times in &by_request {
+        assert_eq!(times.len(), sends);
+        // 2 s, doubling up to 16 s, each within RFC 5080's jitter of a
+        // tenth either way (and the test's tenth-of-a-second steps).
+        let mut expected = initial;
+        for pair in times.windows(2) {
+            let gap = pair[1] - pair[0];
+            let low = expected * 9 / 10;
+            let high = expected * 11 / 10 + Duration::from_millis(200);
+            assert!(
+                (low..=high).contains(&gap),
+                "a gap of {gap:?}, expected about {expected:?}"
+            );
+            expected = (expected * 2).min(longest);
+        }
+    }
+    // Never more than the NAS's limit waiting for an answer: a job is in
+    // flight from its first send to its last.
+    for (i, times) in by_request.iter().enumerate() {
+        let at = times[0];
+        let outstanding = by_request
+            .iter()
+            .enumerate()
+            .filter(|(j, other)| *j != i && other[0] <= at && at <= *other.last().unwrap())
+            .count();
+        assert!(
+            outstanding < IN_FLIGHT,
+            "{} in flight with another sent",
+            outstanding
+        );
+    }
     w.shutdown.cancel();
 }
 

@@ -853,3 +853,55 @@ fn the_socket_is_created_with_its_mode_and_stale_sockets_are_replaced() {
     assert!(stderr(&out).contains("not a socket"), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&daemon.socket).unwrap(), "precious");
 }
+
+#[test]
+fn an_empty_state_in_an_import_keeps_the_state_and_a_new_contract_is_active() {
+    if common::backend_missing() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let first = write_file(
+        &daemon.dir,
+        "first.csv",
+        "contract_id,name,state\n1,Maria,blocked\n2,José,reduced\n",
+    );
+    assert_eq!(daemon.ctl_json(&["import", first.to_str().unwrap()]).0, 0);
+    let second = write_file(
+        &daemon.dir,
+        "second.csv",
+        "contract_id,name,state\n1,Maria Silva,\n2,,\n3,Ana,\n",
+    );
+    let (rc, v) = daemon.ctl_json(&["import", second.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{v}");
+    assert_eq!(v["data"]["counts"]["contracts_created"], 1, "{v}");
+    assert_eq!(v["data"]["counts"]["contracts_updated"], 1, "{v}");
+    assert_eq!(v["data"]["counts"]["contracts_unchanged"], 1, "{v}");
+    let show = |id: &str| daemon.ctl_json(&["contract", "show", id]).1["data"]["contract"].clone();
+    assert_eq!(show("1")["state"], "blocked");
+    assert_eq!(show("1")["name"], "Maria Silva");
+    assert_eq!(show("2")["state"], "reduced");
+    assert_eq!(show("2")["name"], "José");
+    assert_eq!(show("3")["state"], "active");
+}
+
+#[test]
+fn an_idle_connection_is_closed_at_the_idle_timeout() {
+    if common::backend_missing() {
+        return;
+    }
+    let daemon = Daemon::start_with("idle_timeout_secs = 2");
+    let mut conn = open_connection(&daemon);
+    let quiet_since = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = std::io::Read::read_to_end(&mut conn.stream, &mut rest);
+    let closed_after = quiet_since.elapsed();
+    assert!(matches!(read, Ok(0)), "{read:?} {rest:?}");
+    assert!(
+        closed_after >= std::time::Duration::from_millis(1_900),
+        "closed after {closed_after:?}"
+    );
+    assert!(
+        closed_after < std::time::Duration::from_secs(10),
+        "closed after {closed_after:?}"
+    );
+}

@@ -398,3 +398,131 @@ fn a_request_in_flight_when_liberad_is_killed_is_sent_again_after_restart() {
     assert_eq!(job["state"], "acked");
     assert_eq!(job["sends"], 2);
 }
+
+#[test]
+fn an_import_that_changes_a_state_ends_the_release_and_moves_the_session() {
+    if common::backend_missing() {
+        return;
+    }
+    let coa = CoaNas::bind();
+    let (daemon, _acct) = start(&coa, "coa");
+    let ((rc, v), _) = while_nas_answers(&daemon, &coa, &["release", "1", "--wait"], Answer::Ack);
+    assert_eq!(rc, 0, "{v}");
+    // The billing system says the bill is paid: the contract is active.
+    let file = write_file(&daemon.dir, "paid.csv", "contract_id,state\n1,active\n");
+    let ((rc, v), request) = while_nas_answers(
+        &daemon,
+        &coa,
+        &["import", file.to_str().unwrap()],
+        Answer::Ack,
+    );
+    assert_eq!(rc, 0, "{v}");
+    assert_eq!(v["data"]["counts"]["enforcement_jobs"], 1, "{v}");
+    assert!(request.is_coa());
+    assert_eq!(
+        request.text(),
+        identification_and(&["Mikrotik-Rate-Limit = 50M/50M"])
+    );
+    let (_, releases) = daemon.ctl_json(&["releases", "--contract", "1"]);
+    assert_eq!(releases["data"][0]["end_reason"], "unblocked", "{releases}");
+    let job = settled_job(&daemon);
+    assert_eq!(job["state"], "acked");
+    assert_eq!(job["profile"], "active");
+    // Blocked again by the next export: the blocked profile's CoA.
+    let file = write_file(&daemon.dir, "overdue.csv", "contract_id,state\n1,blocked\n");
+    let ((rc, v), request) = while_nas_answers(
+        &daemon,
+        &coa,
+        &["import", file.to_str().unwrap()],
+        Answer::Ack,
+    );
+    assert_eq!(rc, 0, "{v}");
+    assert_eq!(
+        request.text(),
+        identification_and(&["Mikrotik-Address-List = bloqueados"])
+    );
+}
+
+#[test]
+fn sigterm_gives_requests_in_flight_their_five_seconds() {
+    if common::backend_missing() {
+        return;
+    }
+    let coa = CoaNas::bind();
+    // No retransmission within the test: what is seen is the drain.
+    let slow = "retry_initial_ms = 20000\nretry_max_ms = 20000\nmax_sends = 5\n";
+    let mut daemon = Daemon::start_configured("", &extra(&coa, "coa", slow));
+    let file = write_file(
+        &daemon.dir,
+        "c.csv",
+        "contract_id,state,username,password\n1,blocked,maria,pw\n",
+    );
+    assert_eq!(daemon.ctl_json(&["import", file.to_str().unwrap()]).0, 0);
+    let (_, acct) = daemon.radius_addresses();
+    online(&mut Nas::new(acct), "maria", "s-1");
+
+    // A slow NAS that answers within the five seconds: acknowledged.
+    assert_eq!(daemon.ctl_json(&["release", "1"]).0, 0);
+    let first = coa.expect();
+    daemon.signal(Signal::TERM);
+    std::thread::sleep(Duration::from_secs(2));
+    coa.answer(&first, Answer::Ack);
+    assert!(daemon.wait_exit().success());
+    daemon.launch();
+    let job = settled_job(&daemon);
+    assert_eq!((job["state"].as_str(), job["sends"].as_u64()), (Some("acked"), Some(1)));
+    assert!(
+        coa.receive(Duration::from_secs(1)).is_none(),
+        "an acknowledged request sent again"
+    );
+
+    // A silent NAS: the daemon waits its five seconds, exits 0, and the
+    // next start sends the same request again.
+    assert_eq!(daemon.ctl_json(&["revoke", "1"]).0, 0);
+    let second = coa.expect();
+    let stopping = std::time::Instant::now();
+    daemon.signal(Signal::TERM);
+    assert!(daemon.wait_exit().success());
+    let waited = stopping.elapsed();
+    assert!(waited >= Duration::from_millis(4_500), "exited after {waited:?}");
+    daemon.launch();
+    let again = coa.serve(Answer::Ack);
+    assert_eq!(again.bytes, second.bytes, "the same request, byte for byte");
+    let job = settled_job(&daemon);
+    assert_eq!((job["state"].as_str(), job["sends"].as_u64()), (Some("acked"), Some(2)));
+}
+
+#[test]
+fn wait_gives_up_at_the_wait_timeout_and_says_what_is_pending() {
+    if common::backend_missing() {
+        return;
+    }
+    let coa = CoaNas::bind();
+    let silent = "retry_initial_ms = 20000\nretry_max_ms = 20000\nmax_sends = 5\nwait_timeout_secs = 2\n";
+    let daemon = Daemon::start_configured("", &extra(&coa, "coa", silent));
+    let file = write_file(
+        &daemon.dir,
+        "c.csv",
+        "contract_id,state,username,password\n1,blocked,maria,pw\n",
+    );
+    assert_eq!(daemon.ctl_json(&["import", file.to_str().unwrap()]).0, 0);
+    let (_, acct) = daemon.radius_addresses();
+    online(&mut Nas::new(acct), "maria", "s-1");
+    for command in ["release", "revoke"] {
+        let asked = std::time::Instant::now();
+        let (rc, v) = daemon.ctl_json(&[command, "1", "--wait"]);
+        let took = asked.elapsed();
+        assert_eq!(rc, 0, "{v}");
+        assert!(took >= Duration::from_secs(2), "{command} --wait took {took:?}");
+        assert!(took < Duration::from_secs(10), "{command} --wait took {took:?}");
+        let message = v["message"].as_str().unwrap();
+        assert!(message.contains("0 confirmed, 1 pending, 0 failed"), "{message}");
+        // Sent, and waiting for its answer.
+        let job = &v["data"]["enforcement"][0];
+        assert_eq!((job["state"].as_str(), job["sends"].as_u64()), (Some("sent"), Some(1)), "{v}");
+        // The NAS answers late; the next change may go to the session.
+        let request = coa.expect();
+        coa.answer(&request, Answer::Ack);
+        settled_job(&daemon);
+    }
+}

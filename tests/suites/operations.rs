@@ -429,3 +429,71 @@ fn logs_show_requests_in_json_and_never_a_secret() {
     assert_eq!(reject["span"]["user"], "jose");
     assert_eq!(reject["reason"], "wrong password");
 }
+
+#[test]
+fn sighup_applies_replies_dictionaries_the_reject_message_and_the_log_level() {
+    if common::backend_missing() {
+        return;
+    }
+    let daemon = Daemon::start();
+    import(&daemon);
+    let (auth, _) = daemon.radius_addresses();
+    let mut nas = Nas::new(auth);
+    let before = nas.pap("maria", "senha-da-maria");
+    assert_eq!(before.text(), vec!["Mikrotik-Rate-Limit = 10M/10M"]);
+    let rejected = nas.pap("maria", "wrong");
+    assert_eq!(rejected.code, code::ACCESS_REJECT);
+    assert_eq!(rejected.attribute(attr::REPLY_MESSAGE), None);
+
+    // A dictionary of a vendor of its own, an attribute of it in the
+    // active profile, a reject message, and a quieter log.
+    let dictionary = write_file(
+        &daemon.dir,
+        "dictionary.test",
+        "VENDOR Test 99999\nBEGIN-VENDOR Test\nATTRIBUTE Test-Plan 1 string\nEND-VENDOR Test\n",
+    );
+    daemon.edit_config(|text| {
+        text.replace(
+            "dictionaries = [\"",
+            &format!("dictionaries = [\"{}\", \"", dictionary.display()),
+        )
+        .replacen(
+            "[profiles.active]\nlogin_reply = true",
+            "[profiles.active]\nlogin_reply = true\nreply = [\"Test-Plan = ouro\"]",
+            1,
+        )
+        .replacen(
+            "\n[radius]\n",
+            "\n[radius]\nreject_message = \"Acesso negado\"\n",
+            1,
+        )
+        .replacen(
+            "level = \"debug\"",
+            "level = \"warn,liberad::daemon=info\"",
+            1,
+        )
+    });
+    daemon.signal(Signal::HUP);
+    daemon.wait_for_log("configuration reloaded");
+    let rejects_logged = daemon.log_text().matches("Access-Reject").count();
+
+    let after = nas.pap("maria", "senha-da-maria");
+    assert_eq!(after.code, code::ACCESS_ACCEPT);
+    let plan = after
+        .attributes
+        .iter()
+        .filter(|(t, _)| *t == attr::VENDOR_SPECIFIC)
+        .find(|(_, v)| v.starts_with(&99_999u32.to_be_bytes()))
+        .map(|(_, v)| v[6..].to_vec());
+    assert_eq!(plan.as_deref(), Some(&b"ouro"[..]), "{:?}", after.attributes);
+    assert!(after.text().contains(&"Mikrotik-Rate-Limit = 10M/10M".to_owned()));
+    let rejected = nas.pap("maria", "wrong");
+    assert_eq!(rejected.code, code::ACCESS_REJECT);
+    assert_eq!(rejected.attribute(attr::REPLY_MESSAGE), Some(&b"Acesso negado"[..]));
+    // The RADIUS side's info lines are gone at the new level.
+    assert_eq!(
+        daemon.log_text().matches("Access-Reject").count(),
+        rejects_logged,
+        "an info line logged at level warn"
+    );
+}
