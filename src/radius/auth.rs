@@ -2,8 +2,6 @@
 //! the contract's state and release make of it — as pure functions of the
 //! request, the login's record and `now`.
 
-use std::sync::atomic::{AtomicU16, Ordering};
-
 use chrono::{DateTime, Utc};
 use subtle::ConstantTimeEq;
 
@@ -176,13 +174,16 @@ pub fn username<'a>(request: &Checked<'a>) -> Option<&'a str> {
 }
 
 /// Decides an Access-Request for a login whose record the store returned
-/// (`None`: no such login).
+/// (`None`: no such login). `salt` is the first of the two salts of the
+/// MPPE keys an MS-CHAP Accept carries: the caller chooses it (distinct
+/// from one reply to the next), so that a decision can be replayed.
 pub fn decide(
     settings: &Settings,
     request: &Checked<'_>,
     secret: &[u8],
     record: Option<&AuthRecord>,
     now: DateTime<Utc>,
+    salt: u16,
 ) -> Decision {
     let Some(record) = record else {
         return Decision::Reject(if username(request).is_none() {
@@ -224,7 +225,7 @@ pub fn decide(
     {
         cap_session_timeout(&mut attributes, end, now);
     }
-    attributes.extend(ms_chap_accept(settings, request, secret, &proof));
+    attributes.extend(ms_chap_accept(settings, request, secret, &proof, salt));
     Decision::Accept {
         profile,
         attributes,
@@ -317,10 +318,6 @@ fn nt_hash(password: &Password) -> NtHash {
     }
 }
 
-/// Salts of MPPE keys: distinct within a reply (two consecutive values),
-/// and from one reply to the next.
-static SALT: AtomicU16 = AtomicU16::new(0);
-
 fn microsoft(typ: u8, data: &[u8]) -> Option<WireAttribute> {
     mschap::vendor_value(typ, data).map(|value| WireAttribute {
         typ: attr::VENDOR_SPECIFIC,
@@ -335,6 +332,7 @@ fn ms_chap_accept(
     request: &Checked<'_>,
     secret: &[u8],
     proof: &Proof,
+    salt: u16,
 ) -> Vec<WireAttribute> {
     let mut out = Vec::new();
     let keys: Vec<(u8, Vec<u8>)> = match proof {
@@ -343,7 +341,6 @@ fn ms_chap_accept(
             let mut data = vec![*ident];
             data.extend_from_slice(success.authenticator_response.as_bytes());
             out.extend(microsoft(vendor_attr::MS_CHAP2_SUCCESS, &data));
-            let salt = SALT.fetch_add(2, Ordering::Relaxed);
             vec![
                 (
                     vendor_attr::MS_MPPE_RECV_KEY,
@@ -582,6 +579,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
             SECRET,
             Some(&record(state, release_ends_in)),
             now(),
+            0,
         )
     }
 
@@ -670,10 +668,11 @@ reply = ["Mikrotik-Address-List = bloqueados"]
             SECRET,
             Some(&record(ContractState::Blocked, None)),
             now(),
+            0,
         );
         assert_eq!(d, Decision::Reject(RejectReason::Profile(Profile::Blocked)));
         assert_eq!(
-            decide(&s, &checked, SECRET, None, now()),
+            decide(&s, &checked, SECRET, None, now(), 0),
             Decision::Reject(RejectReason::UnknownLogin)
         );
     }
@@ -706,6 +705,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
             SECRET,
             Some(&record(ContractState::Active, None)),
             now(),
+            0,
         );
         assert!(matches!(d, Decision::Accept { .. }), "{d:?}");
         // The Request Authenticator as the challenge.
@@ -726,6 +726,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
             SECRET,
             Some(&record(ContractState::Active, None)),
             now(),
+            0,
         );
         assert!(matches!(d, Decision::Accept { .. }), "{d:?}");
     }
@@ -778,7 +779,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
 
     fn decide_with(s: &Settings, p: &[u8], record: &AuthRecord) -> Decision {
         let checked = check(p, Port::Auth, SECRET, false).unwrap();
-        decide(s, &checked, SECRET, Some(record), now())
+        decide(s, &checked, SECRET, Some(record), now(), 0)
     }
 
     #[test]
@@ -1003,6 +1004,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
             SECRET,
             Some(&record(ContractState::Active, None)),
             now(),
+            0,
         );
         let bytes = reply(&s, &checked, SECRET, &d).unwrap();
         assert_eq!(bytes[0], code::ACCESS_REJECT);
@@ -1024,6 +1026,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
             SECRET,
             Some(&record(ContractState::Active, None)),
             now(),
+            0,
         );
         let bytes = reply(&s, &checked, SECRET, &d).unwrap();
         assert_eq!(bytes[0], code::ACCESS_ACCEPT);

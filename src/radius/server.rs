@@ -188,6 +188,8 @@ pub struct RadiusServer {
     slots: Slots,
     auth_cache: Mutex<ReplyCache>,
     acct_cache: Mutex<ReplyCache>,
+    /// The next salt of MPPE keys.
+    salts: std::sync::atomic::AtomicU16,
 }
 
 impl RadiusServer {
@@ -220,6 +222,7 @@ impl RadiusServer {
             },
             auth_cache: cache(),
             acct_cache: cache(),
+            salts: std::sync::atomic::AtomicU16::new(0),
             settings,
             store,
             clock,
@@ -451,12 +454,17 @@ impl RadiusServer {
             },
             None => None,
         };
+        // Distinct salts for the MPPE keys of each reply (two a reply).
+        let salt = self
+            .salts
+            .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
         let decision = auth::decide(
             settings,
             request,
             &nas.secret,
             record.as_ref(),
             self.clock.now(),
+            salt,
         );
         match &decision {
             Decision::Accept { profile, .. } => {
