@@ -42,7 +42,12 @@ fn extra(coa: &CoaNas, mode: &str, enforcement: &str) -> String {
 /// A daemon whose test NAS takes CoA on `coa`, with contract 1 blocked
 /// (login maria) and maria online.
 fn start(coa: &CoaNas, mode: &str) -> (Daemon, Nas) {
-    let daemon = Daemon::start_configured("", &extra(coa, mode, FAST));
+    start_with(coa, mode, FAST)
+}
+
+/// [`start`] with these `[enforcement]` settings.
+fn start_with(coa: &CoaNas, mode: &str, enforcement: &str) -> (Daemon, Nas) {
+    let daemon = Daemon::start_configured("", &extra(coa, mode, enforcement));
     let file = write_file(
         &daemon.dir,
         "c.csv",
@@ -376,15 +381,7 @@ fn a_request_in_flight_when_liberad_is_killed_is_sent_again_after_restart() {
     }
     let coa = CoaNas::bind();
     let slow = "retry_initial_ms = 10000\nretry_max_ms = 16000\nmax_sends = 5\n";
-    let mut daemon = Daemon::start_configured("", &extra(&coa, "coa", slow));
-    let file = write_file(
-        &daemon.dir,
-        "c.csv",
-        "contract_id,state,username,password\n1,blocked,maria,pw\n",
-    );
-    assert_eq!(daemon.ctl_json(&["import", file.to_str().unwrap()]).0, 0);
-    let (_, acct) = daemon.radius_addresses();
-    online(&mut Nas::new(acct), "maria", "s-1");
+    let (mut daemon, _acct) = start_with(&coa, "coa", slow);
 
     assert_eq!(daemon.ctl_json(&["release", "1"]).0, 0);
     let first = coa.expect();
@@ -451,15 +448,7 @@ fn sigterm_gives_requests_in_flight_their_five_seconds() {
     let coa = CoaNas::bind();
     // No retransmission within the test: what is seen is the drain.
     let slow = "retry_initial_ms = 20000\nretry_max_ms = 20000\nmax_sends = 5\n";
-    let mut daemon = Daemon::start_configured("", &extra(&coa, "coa", slow));
-    let file = write_file(
-        &daemon.dir,
-        "c.csv",
-        "contract_id,state,username,password\n1,blocked,maria,pw\n",
-    );
-    assert_eq!(daemon.ctl_json(&["import", file.to_str().unwrap()]).0, 0);
-    let (_, acct) = daemon.radius_addresses();
-    online(&mut Nas::new(acct), "maria", "s-1");
+    let (mut daemon, _acct) = start_with(&coa, "coa", slow);
 
     // A slow NAS that answers within the five seconds: acknowledged.
     assert_eq!(daemon.ctl_json(&["release", "1"]).0, 0);
@@ -499,15 +488,7 @@ fn wait_gives_up_at_the_wait_timeout_and_says_what_is_pending() {
     }
     let coa = CoaNas::bind();
     let silent = "retry_initial_ms = 20000\nretry_max_ms = 20000\nmax_sends = 5\nwait_timeout_secs = 2\n";
-    let daemon = Daemon::start_configured("", &extra(&coa, "coa", silent));
-    let file = write_file(
-        &daemon.dir,
-        "c.csv",
-        "contract_id,state,username,password\n1,blocked,maria,pw\n",
-    );
-    assert_eq!(daemon.ctl_json(&["import", file.to_str().unwrap()]).0, 0);
-    let (_, acct) = daemon.radius_addresses();
-    online(&mut Nas::new(acct), "maria", "s-1");
+    let (daemon, _acct) = start_with(&coa, "coa", silent);
     for command in ["release", "revoke"] {
         let asked = std::time::Instant::now();
         let (rc, v) = daemon.ctl_json(&[command, "1", "--wait"]);
