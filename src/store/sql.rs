@@ -110,9 +110,6 @@ impl SqlStore {
         let Some(sql) = DIALECT.checkpoint else {
             return;
         };
-        if self.file.as_ref().is_some_and(|f| f.check().is_err()) {
-            return;
-        }
         if let Err(e) = sqlx::query(sql).execute(&self.writer).await {
             tracing::debug!(error = %e, "WAL checkpoint not done");
         }
@@ -205,8 +202,11 @@ impl Store for SqlStore {
     }
 
     async fn maintain(&self) {
-        let _ = self.write_status();
-        self.checkpoint().await;
+        // Looking notices a file deleted under the daemon; a checkpoint
+        // waits for writes that work.
+        if self.write_status().writable {
+            self.checkpoint().await;
+        }
     }
 
     fn write_status(&self) -> WriteStatus {
@@ -1078,7 +1078,6 @@ async fn import_batch(
     let mut firsts: Vec<&ContractRow> = Vec::new();
     let mut fills: Vec<&ContractRow> = Vec::new();
     let mut logins: Vec<&LoginRow> = Vec::new();
-    let mut fresh_logins: Vec<(&str, u64)> = Vec::new();
     for parsed in batch {
         let row = match parsed {
             Ok(row) => row,
@@ -1112,7 +1111,8 @@ async fn import_batch(
         };
         let before = known.get(&row.contract.id);
         let after = Known::after(before.map(|c| &c.known), &row.contract);
-        let status = before.map_or("pending", |c| c.status);
+        // A contract first seen here gets its status once it is written.
+        let status = before.map_or("unchanged", |c| c.status);
         known.insert(
             row.contract.id.clone(),
             ImportedContract {
@@ -1127,27 +1127,31 @@ async fn import_batch(
         }
         if let Some(login) = &row.login {
             logins_seen.insert(login.username.clone(), login.line);
-            fresh_logins.push((login.username.as_str(), login.line));
             logins.push(login);
         }
     }
     // The contracts first seen in this batch, then what later rows filled
     // in (a contract may be both), then the logins.
-    let mut done = import_contracts(conn, &firsts, actor, now, outcome).await?;
-    for contract in &fills {
-        let status = done
-            .get(&contract.id)
-            .copied()
-            .or_else(|| known.get(&contract.id).map(|c| c.status))
-            .unwrap_or("unchanged");
-        let status = fill_in_contract(conn, contract, status, actor, now, outcome).await?;
-        done.insert(contract.id.clone(), status);
+    let mut touched = std::collections::HashSet::new();
+    for (id, status) in import_contracts(conn, &firsts, actor, now, outcome).await? {
+        if let Some(contract) = known.get_mut(&id) {
+            contract.status = status;
+        }
+        touched.insert(id);
+    }
+    for row in &fills {
+        let status = known.get(&row.id).map_or("unchanged", |c| c.status);
+        let status = fill_in_contract(conn, row, status, actor, now, outcome).await?;
+        if let Some(contract) = known.get_mut(&row.id) {
+            contract.status = status;
+        }
+        touched.insert(row.id.clone());
     }
     let mut recorded =
         QueryBuilder::<Db>::new("INSERT INTO import_contracts (id, line, name, state, status) ");
     let mut entries: Vec<(&String, &ImportedContract)> = known
         .iter()
-        .filter(|(id, _)| done.contains_key(*id))
+        .filter(|(id, _)| touched.contains(*id))
         .collect();
     entries.sort_by_key(|(_, c)| c.known.line);
     if !entries.is_empty() {
@@ -1157,7 +1161,7 @@ async fn import_batch(
                 .push_bind(i64::try_from(contract.known.line).unwrap_or(i64::MAX))
                 .push_bind(contract.known.name.as_deref())
                 .push_bind(contract.known.state.map(ContractState::as_str))
-                .push_bind(done.get(*id).copied().unwrap_or(contract.status));
+                .push_bind(contract.status);
         });
         recorded.push(
             " ON CONFLICT (id) DO UPDATE SET name = excluded.name, state = excluded.state, \
@@ -1166,12 +1170,12 @@ async fn import_batch(
         recorded.build().execute(&mut *conn).await?;
     }
     import_logins(conn, &logins, actor, now, &mut outcome.counts).await?;
-    if !fresh_logins.is_empty() {
+    if !logins.is_empty() {
         let mut recorded = QueryBuilder::<Db>::new("INSERT INTO import_logins (username, line) ");
-        recorded.push_values(&fresh_logins, |mut values, (username, line)| {
+        recorded.push_values(&logins, |mut values, login| {
             values
-                .push_bind(*username)
-                .push_bind(i64::try_from(*line).unwrap_or(i64::MAX));
+                .push_bind(login.username.as_str())
+                .push_bind(i64::try_from(login.line).unwrap_or(i64::MAX));
         });
         recorded.build().execute(&mut *conn).await?;
     }
