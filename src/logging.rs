@@ -1,5 +1,11 @@
 //! Log output: `tracing` events to standard error, as text or JSON lines,
-//! filtered by the configured level, which a reload can change.
+//! filtered by the configured level, which a reload can change; and the
+//! throttle that keeps a repeated failure to one line per interval.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -45,5 +51,48 @@ pub fn init(config: &LogConfig) -> Option<LogControl> {
             eprintln!("liberad: logging was already set up: {e}");
             None
         }
+    }
+}
+
+/// Allows an event once per interval and counts the ones it held back.
+pub struct Throttle {
+    every: Duration,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    pub fn new(every: Duration) -> Throttle {
+        Throttle {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(held back since the last time)` when the event may be logged
+    /// now, `None` when it is held back.
+    pub fn allow(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, held) = &mut *state;
+        if last.is_some_and(|at| now - at < self.every) {
+            *held += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(held))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_lets_one_through_per_interval_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let throttle = Throttle::new(Duration::from_secs(10));
+        assert_eq!(throttle.allow(t0), Some(0));
+        assert_eq!(throttle.allow(t0 + Duration::from_secs(1)), None);
+        assert_eq!(throttle.allow(t0 + Duration::from_secs(2)), None);
+        assert_eq!(throttle.allow(t0 + Duration::from_secs(10)), Some(2));
     }
 }

@@ -2,8 +2,9 @@
 //! endpoint (`[metrics] listen`, off by default).
 //!
 //! Counters and histograms are recorded where things happen, through the
-//! `metrics` macros (no-ops when the endpoint is off); gauges that describe
-//! the store (online sessions, outbox depth) are read when scraped.
+//! `metrics` macros (no-ops when the endpoint is off); what describes the
+//! store (online sessions, outbox depth, refused writes) is read from it
+//! when scraped, so that the store knows nothing of metrics.
 
 use std::io;
 use std::sync::Arc;
@@ -140,8 +141,11 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<String> {
 }
 
 async fn refresh_gauges(store: &dyn Store) {
-    let writable = store.write_status().writable;
-    metrics::gauge!(DATABASE_WRITABLE).set(if writable { 1.0 } else { 0.0 });
+    let writes = store.write_status();
+    metrics::gauge!(DATABASE_WRITABLE).set(if writes.writable { 1.0 } else { 0.0 });
+    for (cause, refused) in writes.refused_by_cause {
+        metrics::counter!(DATABASE_WRITE_FAILURES, "cause" => cause).absolute(refused);
+    }
     match store.counts().await {
         Ok(counts) => {
             metrics::gauge!(SESSIONS_ONLINE).set(counts.sessions_online as f64);

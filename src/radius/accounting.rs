@@ -180,62 +180,119 @@ impl AccountingWriter {
 }
 
 async fn write_batches(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>) {
-    let failures = super::outage::Throttle::new(std::time::Duration::from_secs(10));
+    let failures = crate::logging::Throttle::new(std::time::Duration::from_secs(10));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, waiting): (Vec<AccountingEvent>, Vec<oneshot::Sender<bool>>) =
             batch.drain(..).map(|job| (job.event, job.durable)).unzip();
-        let written = match store.record_accounting(&events).await {
-            Ok(()) => vec![true; events.len()],
-            // Something in the batch the database would not take (not the
-            // database itself): each event alone, so that one bad request
-            // never costs the others their answer.
-            Err(e) if e.outage_cause().is_none() && events.len() > 1 => {
-                let mut written = Vec::with_capacity(events.len());
-                for event in &events {
-                    let one = store.record_accounting(std::slice::from_ref(event)).await;
-                    if let Err(e) = &one {
-                        log_unrecorded(&failures, store.as_ref(), e, 1);
-                    }
-                    written.push(one.is_ok());
-                }
-                written
+        let (written, errors) = record_batch(&events, &store).await;
+        for (error, events) in errors {
+            if let Some(held) = failures.allow(tokio::time::Instant::now()) {
+                let what = format!(
+                    "accounting not recorded ({events} events, {held} more failures since the \
+                     last line; not answered: the NAS will retry)"
+                );
+                crate::store::log_failure(store.as_ref(), &what, &error);
             }
-            Err(e) => {
-                log_unrecorded(&failures, store.as_ref(), &e, events.len());
-                vec![false; events.len()]
-            }
-        };
+        }
         for (sender, durable) in waiting.into_iter().zip(written) {
             let _ = sender.send(durable);
         }
     }
 }
 
-/// Logs accounting left unrecorded, once in a while: at debug level when
-/// the store reports that the database refuses writes (it logs that, with
-/// its cause).
-fn log_unrecorded(
-    throttle: &super::outage::Throttle,
-    store: &dyn Store,
-    error: &StoreError,
-    events: usize,
-) {
-    if let Some(held) = throttle.allow(tokio::time::Instant::now()) {
-        if error.outage_cause().is_some() && !store.write_status().writable {
-            tracing::debug!(
-                %error,
-                events,
-                also_failed_since_last_line = held,
-                "accounting not recorded (not answered: the NAS will retry)"
-            );
-        } else {
-            tracing::error!(
-                %error,
-                events,
-                also_failed_since_last_line = held,
-                "accounting not recorded (not answered: the NAS will retry)"
-            );
+/// A write of accounting events that has finished: durable, or why not.
+type Written<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
+/// Where accounting events are written: the store (a test writes them
+/// elsewhere).
+trait Sink: Sync {
+    fn write<'a>(&'a self, events: &'a [AccountingEvent]) -> Written<'a>;
+}
+
+impl Sink for Arc<dyn Store> {
+    fn write<'a>(&'a self, events: &'a [AccountingEvent]) -> Written<'a> {
+        self.record_accounting(events)
+    }
+}
+
+/// Writes a batch of events in one transaction. When the database refuses
+/// it over something in it (not the database itself), each event is
+/// written alone, so that one bad request never costs the others their
+/// answer. Returns which events are durable, and the errors with how many
+/// events each left unwritten.
+async fn record_batch(
+    events: &[AccountingEvent],
+    sink: &impl Sink,
+) -> (Vec<bool>, Vec<(StoreError, usize)>) {
+    match sink.write(events).await {
+        Ok(()) => (vec![true; events.len()], Vec::new()),
+        Err(e) if e.outage_cause().is_none() && events.len() > 1 => {
+            let mut written = Vec::with_capacity(events.len());
+            let mut errors = Vec::new();
+            for event in events {
+                match sink.write(std::slice::from_ref(event)).await {
+                    Ok(()) => written.push(true),
+                    Err(e) => {
+                        written.push(false);
+                        errors.push((e, 1));
+                    }
+                }
+            }
+            (written, errors)
         }
+        Err(e) => (vec![false; events.len()], vec![(e, events.len())]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(session: &str) -> AccountingEvent {
+        AccountingEvent {
+            acct_session_id: session.to_owned(),
+            ..AccountingEvent::default()
+        }
+    }
+
+    /// A database that refuses, over its data, any write holding a bad
+    /// event, or every write while it is down.
+    struct Refusing {
+        down: bool,
+    }
+
+    impl Sink for Refusing {
+        fn write<'a>(&'a self, events: &'a [AccountingEvent]) -> Written<'a> {
+            Box::pin(async move {
+                if self.down {
+                    return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+                }
+                if events.iter().any(|e| e.acct_session_id == "bad") {
+                    return Err(StoreError::Corrupt("a value it cannot hold".into()));
+                }
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn one_bad_event_never_costs_the_others_their_answer() {
+        let up = Refusing { down: false };
+        let events = [event("a"), event("bad"), event("c")];
+        let (written, errors) = record_batch(&events, &up).await;
+        assert_eq!(written, vec![true, false, true]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].1, 1);
+        // An outage is no reason to try each one: none is written.
+        let (written, errors) = record_batch(&events, &Refusing { down: true }).await;
+        assert_eq!(written, vec![false; 3]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].1, 3);
+        let good = [event("a"), event("b")];
+        let (written, errors) = record_batch(&good, &up).await;
+        assert_eq!(written, vec![true, true]);
+        assert!(errors.is_empty());
     }
 }

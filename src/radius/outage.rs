@@ -1,6 +1,6 @@
-//! What the RADIUS side does when the database cannot be reached: log it
-//! once in a while rather than for every packet, and decide logins from
-//! what was known shortly before (or reject them), as configured.
+//! What the RADIUS side does when the database cannot be reached: decide
+//! logins from what was known shortly before (or reject them), as
+//! configured.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -11,34 +11,6 @@ use tokio::time::Instant;
 
 use crate::config::OutagePolicy;
 use crate::store::AuthRecord;
-
-/// Allows an event once per interval and counts the ones it held back.
-pub struct Throttle {
-    every: Duration,
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl Throttle {
-    pub fn new(every: Duration) -> Throttle {
-        Throttle {
-            every,
-            state: Mutex::new((None, 0)),
-        }
-    }
-
-    /// `Some(held back since the last time)` when the event may be logged
-    /// now, `None` when it is held back.
-    pub fn allow(&self, now: Instant) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let (last, held) = &mut *state;
-        if last.is_some_and(|at| now - at < self.every) {
-            *held += 1;
-            return None;
-        }
-        *last = Some(now);
-        Some(std::mem::take(held))
-    }
-}
 
 /// The last known authentication records, for `on_outage = "cache"`: at
 /// most `capacity` logins, the least recently seen forgotten first. Each
@@ -169,15 +141,5 @@ mod tests {
             cache.remember(&format!("x{n}"), Some(&record()), now);
         }
         assert_eq!(cache.len(), 3);
-    }
-
-    #[test]
-    fn the_throttle_lets_one_through_per_interval_and_counts_the_rest() {
-        let t0 = Instant::now();
-        let throttle = Throttle::new(Duration::from_secs(10));
-        assert_eq!(throttle.allow(t0), Some(0));
-        assert_eq!(throttle.allow(t0 + Duration::from_secs(1)), None);
-        assert_eq!(throttle.allow(t0 + Duration::from_secs(2)), None);
-        assert_eq!(throttle.allow(t0 + Duration::from_secs(10)), Some(2));
     }
 }

@@ -27,12 +27,13 @@ use tracing::Instrument;
 use super::accounting::{self, AccountingWriter, Report};
 use super::auth::{self, Decision};
 use super::cache::{Key, ReplyCache, Seen};
-use super::outage::{AuthCache, Throttle};
+use super::outage::AuthCache;
 use super::packet::{self, Checked, DropReason, Port, code};
 use super::settings::{NasClient, Settings};
 use super::stats::{CounterSnapshot, Counters, Event};
 use crate::clock::Clock;
 use crate::config::{CoaMode, RadiusConfig};
+use crate::logging::Throttle;
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 

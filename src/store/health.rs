@@ -1,20 +1,22 @@
 //! Whether the database takes writes. Every write of the store reports its
 //! outcome here: a failure that means the database refuses writes (disk
 //! full, read-only, locked by another process, unreachable, its file
-//! deleted) is logged once per interval with its cause, counted in the
-//! metrics and shown by `liberactl ping`; the first write that works again
+//! deleted) is logged once per interval with its cause, counted, and shown
+//! by `liberactl ping` and the metrics; the first write that works again
 //! ends it. A refusal about the data itself (a constraint, a rule) says
 //! nothing about the database and changes nothing here.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::error::DatabaseError as _;
+use tokio::time::Instant;
 
 use super::StoreError;
-use crate::telemetry;
+use crate::logging::Throttle;
 
 /// At most one "still refusing writes" line this often.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -35,15 +37,9 @@ pub struct WriteStatus {
     /// Writes that failed since then.
     #[serde(default)]
     pub failures: u64,
-}
-
-impl WriteStatus {
-    fn healthy() -> WriteStatus {
-        WriteStatus {
-            writable: true,
-            ..WriteStatus::default()
-        }
-    }
+    /// Writes refused since the daemon started, by cause.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused_by_cause: BTreeMap<String, u64>,
 }
 
 /// A stretch of failing writes.
@@ -53,14 +49,19 @@ struct Failing {
     since: DateTime<Utc>,
     started: Instant,
     failures: u64,
-    last_logged: Instant,
-    held_back: u64,
+    log: Throttle,
+}
+
+#[derive(Default)]
+struct State {
+    failing: Option<Failing>,
+    refused_by_cause: BTreeMap<&'static str, u64>,
 }
 
 /// The state of the database's writes, shared by every writer.
 #[derive(Default)]
 pub struct WriteHealth {
-    failing: Mutex<Option<Failing>>,
+    state: Mutex<State>,
 }
 
 impl WriteHealth {
@@ -77,10 +78,12 @@ impl WriteHealth {
         result
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn succeeded(&self) {
-        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(ended) = failing.take() {
-            metrics::gauge!(telemetry::DATABASE_WRITABLE).set(1.0);
+        if let Some(ended) = self.lock().failing.take() {
             tracing::warn!(
                 cause = ended.cause,
                 failed_writes = ended.failures,
@@ -91,11 +94,10 @@ impl WriteHealth {
     }
 
     fn failed(&self, cause: &'static str, error: &StoreError) {
-        metrics::counter!(telemetry::DATABASE_WRITE_FAILURES, "cause" => cause).increment(1);
-        metrics::gauge!(telemetry::DATABASE_WRITABLE).set(0.0);
         let now = Instant::now();
-        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
-        match failing.as_mut() {
+        let mut state = self.lock();
+        *state.refused_by_cause.entry(cause).or_default() += 1;
+        match state.failing.as_mut() {
             None => {
                 tracing::error!(
                     cause,
@@ -103,33 +105,30 @@ impl WriteHealth {
                     "the database refuses writes ({cause}): accounting is not acknowledged and \
                      changes are refused until it takes writes again; logins are still answered"
                 );
-                *failing = Some(Failing {
+                let log = Throttle::new(LOG_INTERVAL);
+                log.allow(now);
+                state.failing = Some(Failing {
                     cause,
                     error: error.to_string(),
                     since: Utc::now(),
                     started: now,
                     failures: 1,
-                    last_logged: now,
-                    held_back: 0,
+                    log,
                 });
             }
             Some(f) => {
                 f.failures += 1;
                 f.cause = cause;
                 f.error = error.to_string();
-                if now.duration_since(f.last_logged) >= LOG_INTERVAL {
+                if let Some(held) = f.log.allow(now) {
                     tracing::error!(
                         cause,
                         %error,
                         failed_writes = f.failures,
                         for_secs = f.started.elapsed().as_secs(),
-                        also_failed_since_last_line = f.held_back,
+                        also_failed_since_last_line = held,
                         "the database still refuses writes ({cause})"
                     );
-                    f.last_logged = now;
-                    f.held_back = 0;
-                } else {
-                    f.held_back += 1;
                 }
             }
         }
@@ -140,8 +139,7 @@ impl WriteHealth {
     /// failed I/O may leave the connection's view behind. While writes fail
     /// so, each write takes a new connection.
     pub fn connections_stale(&self) -> bool {
-        let failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
-        failing.as_ref().is_some_and(|f| {
+        self.lock().failing.as_ref().is_some_and(|f| {
             matches!(
                 f.cause,
                 "read-only" | "disk I/O error" | "cannot open the database file" | "corrupt"
@@ -151,15 +149,25 @@ impl WriteHealth {
 
     /// How writes stand now.
     pub fn status(&self) -> WriteStatus {
-        let failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
-        match failing.as_ref() {
-            None => WriteStatus::healthy(),
+        let state = self.lock();
+        let refused_by_cause = state
+            .refused_by_cause
+            .iter()
+            .map(|(cause, n)| ((*cause).to_owned(), *n))
+            .collect();
+        match state.failing.as_ref() {
+            None => WriteStatus {
+                writable: true,
+                refused_by_cause,
+                ..WriteStatus::default()
+            },
             Some(f) => WriteStatus {
                 writable: false,
                 cause: Some(f.cause.to_owned()),
                 error: Some(f.error.clone()),
                 since: Some(f.since),
                 failures: f.failures,
+                refused_by_cause,
             },
         }
     }
@@ -258,6 +266,9 @@ mod tests {
         assert!(health.observe(refused).is_err());
         assert!(!health.status().writable);
         assert!(health.observe(Ok(())).is_ok());
-        assert_eq!(health.status(), WriteStatus::healthy());
+        let status = health.status();
+        assert!(status.writable && status.cause.is_none() && status.failures == 0);
+        // What was refused, by cause, stays counted.
+        assert_eq!(status.refused_by_cause.get("disk full"), Some(&2));
     }
 }
