@@ -5,7 +5,6 @@
 //! must cost no more. The figures are printed, and the run fails when one
 //! is over its bound, so that CI keeps them flat.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -197,24 +196,15 @@ fn ask(bins: &Bins, logins: u64) -> Result<u64, String> {
     Ok(load.answered)
 }
 
-/// An import file of `rows` contracts with a login each, as billing
-/// systems export them; returns its size in MB.
+/// An import file of `rows` contracts with a login each (the benchmark's
+/// subscriber base, without running releases, which an import cannot
+/// make); returns its size in MB.
 fn write_import(path: &Path, rows: u64) -> Result<f64, String> {
-    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
-    let mut out = std::io::BufWriter::new(file);
-    let states = ["active", "active", "active", "active", "reduced", "blocked"];
-    let mut write = || -> std::io::Result<()> {
-        writeln!(out, "contract_id,name,state,username,password,reply")?;
-        for i in 0..rows {
-            let state = states[(i % states.len() as u64) as usize];
-            writeln!(
-                out,
-                "{i},Cliente {i},{state},user{i},pw{i},Mikrotik-Rate-Limit = 10M/10M"
-            )?;
-        }
-        out.flush()
-    };
-    write().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    crate::seed::subscribers(&crate::seed::SubscribersArgs {
+        count: rows,
+        mix: "active=86,reduced=3,blocked=10,cancelled=1".to_owned(),
+        out: path.to_owned(),
+    })?;
     let bytes = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
     Ok(bytes as f64 / 1_048_576.0)
 }

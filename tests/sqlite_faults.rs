@@ -69,23 +69,7 @@ fn acknowledged_again(acct: std::net::SocketAddr, session: &str) {
 /// own.
 fn login_answer(auth: std::net::SocketAddr, user: &str, password: &str) -> Option<u8> {
     let mut nas = Nas::new(auth);
-    let request = {
-        let auth_bytes = common::nas::authenticator();
-        let hidden = liberad::radius::packet::hide_password(
-            password.as_bytes(),
-            &auth_bytes,
-            nas.secret.as_slice(),
-        );
-        nas.request(
-            code::ACCESS_REQUEST,
-            auth_bytes,
-            &[
-                (attr::MESSAGE_AUTHENTICATOR, &[0; 16]),
-                (attr::USER_NAME, user.as_bytes()),
-                (attr::USER_PASSWORD, &hidden),
-            ],
-        )
-    };
+    let request = nas.pap_request(user, password);
     nas.exchange_retrying(&request, Duration::from_millis(300), Duration::from_secs(2))
         .map(|reply| reply.code)
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod postgres;
 pub mod sqlite;
 
+pub use crate::import::ImportRows;
 pub use health::WriteStatus;
 
 use std::sync::Arc;
@@ -288,8 +289,6 @@ pub struct ImportCounts {
     /// CoA / Disconnect jobs queued by state changes.
     pub enforcement_jobs: u64,
 }
-
-pub use crate::import::ImportRows;
 
 /// What an import did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -405,6 +405,21 @@ impl Daemon {
         Conn::open(&self.socket)
     }
 
+    /// A connection the daemon counts as open, on which a ping was
+    /// answered: retried while the daemon still counts earlier connections
+    /// (such as the start-up probe) and answers `busy`.
+    pub fn open_connection(&self) -> Conn {
+        poll_until("a free admin connection", || {
+            let mut conn = self.connect();
+            let answer = conn.request(r#"{"cmd":"ping"}"#);
+            if answer["ok"] == true {
+                return Ok(conn);
+            }
+            assert_eq!(answer["code"], "busy", "{answer}");
+            Err(answer.to_string())
+        })
+    }
+
     /// Sends one raw request line on a new connection.
     pub fn request(&self, line: &str) -> Value {
         self.connect().request(line)

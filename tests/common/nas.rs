@@ -156,6 +156,12 @@ impl Nas {
 
     /// PAP login.
     pub fn pap(&mut self, user: &str, password: &str) -> Reply {
+        let request = self.pap_request(user, password);
+        self.exchange(&request).expect("an answer to PAP")
+    }
+
+    /// A PAP Access-Request, signed, not sent.
+    pub fn pap_request(&mut self, user: &str, password: &str) -> Vec<u8> {
         let auth = authenticator();
         let hidden = packet::hide_password(password.as_bytes(), &auth, &self.secret);
         let id = self.next_id();
@@ -166,7 +172,7 @@ impl Nas {
         ];
         let mut p = packet::encode(code::ACCESS_REQUEST, id, &auth, &attributes).unwrap();
         packet::sign_request(&mut p, &self.secret);
-        self.exchange(&p).expect("an answer to PAP")
+        p
     }
 
     /// An MS-CHAPv2 login, as a BRAS sends it after PPP's MS-CHAPv2 with

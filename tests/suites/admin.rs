@@ -481,34 +481,19 @@ fn garbage_on_the_socket_gets_errors_and_the_daemon_goes_on() {
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
 }
 
-/// A connection on which a ping is answered, retrying while the daemon
-/// still counts earlier connections (such as the start-up probe) as open.
-fn open_connection(daemon: &Daemon) -> common::Conn {
-    common::poll_until("a free admin connection", || {
-        let mut conn = daemon.connect();
-        conn.send_raw(b"{\"cmd\":\"ping\"}\n");
-        let answer = conn.read();
-        if answer["ok"] == true {
-            return Ok(conn);
-        }
-        assert_eq!(code(&answer), "busy");
-        Err(answer.to_string())
-    })
-}
-
 #[test]
 fn connections_over_the_limit_are_told_busy() {
     if common::backend_missing() {
         return;
     }
     let daemon = Daemon::start_with("max_connections = 2");
-    let a = open_connection(&daemon);
-    let mut b = open_connection(&daemon);
+    let a = daemon.open_connection();
+    let mut b = daemon.open_connection();
     let mut c = daemon.connect();
     assert_eq!(code(&c.read()), "busy");
     drop(a);
     // The slot comes back once the first connection is gone.
-    let _c = open_connection(&daemon);
+    let _c = daemon.open_connection();
     assert_eq!(b.request(r#"{"cmd":"ping"}"#)["ok"], true);
 }
 
@@ -890,7 +875,7 @@ fn an_idle_connection_is_closed_at_the_idle_timeout() {
         return;
     }
     let daemon = Daemon::start_with("idle_timeout_secs = 2");
-    let mut conn = open_connection(&daemon);
+    let mut conn = daemon.open_connection();
     let quiet_since = std::time::Instant::now();
     let mut rest = Vec::new();
     let read = std::io::Read::read_to_end(&mut conn.stream, &mut rest);

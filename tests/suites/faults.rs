@@ -353,27 +353,14 @@ fn an_import_larger_than_a_batch_is_checked_across_batches() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// A connection the daemon counts as open, ready for more requests.
-fn held_connection(daemon: &Daemon) -> common::Conn {
-    common::poll_until("a free admin connection", || {
-        let mut conn = daemon.connect();
-        let answer = conn.request(r#"{"cmd":"ping"}"#);
-        if answer["ok"] == true {
-            Ok(conn)
-        } else {
-            Err(answer.to_string())
-        }
-    })
-}
-
 #[test]
 fn liberactl_tells_busy_from_down_every_time() {
     if common::backend_missing() {
         return;
     }
     let daemon = Daemon::start_with("max_connections = 2");
-    let _a = held_connection(&daemon);
-    let _b = held_connection(&daemon);
+    let _a = daemon.open_connection();
+    let _b = daemon.open_connection();
     for attempt in 0..20 {
         let out = daemon.ctl(&["ping"]);
         assert_eq!(
@@ -412,7 +399,7 @@ fn a_silent_or_slow_client_does_not_hold_a_connection_slot() {
     });
     drop(silent);
     // Half a request, never finished: told so, then closed.
-    let mut slow = held_connection(&daemon);
+    let mut slow = daemon.open_connection();
     slow.send_raw(br#"{"cmd":"pi"#);
     let answer = slow.read();
     assert_eq!(answer["code"], "invalid_request", "{answer}");
@@ -424,7 +411,7 @@ fn a_silent_or_slow_client_does_not_hold_a_connection_slot() {
     let n = std::io::Read::read_to_string(&mut slow.stream, &mut rest).unwrap_or(0);
     assert_eq!(n, 0, "{rest}");
     // A connection between requests stays open (the idle timeout).
-    let mut idle = held_connection(&daemon);
+    let mut idle = daemon.open_connection();
     std::thread::sleep(Duration::from_millis(1_500));
     assert_eq!(idle.request(r#"{"cmd":"ping"}"#)["ok"], true);
 }
