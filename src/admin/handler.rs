@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 
 use super::import::Spool;
 use super::protocol::{
-    self, ContractSummary, ImportReport, Pong, ReleaseOutcome, ReleasePreview, Request, Response,
+    self, ContractSummary, Pong, ReleaseOutcome, ReleasePreview, Request, Response,
     StateChangeView, code,
 };
 use crate::clock::Clock;
@@ -660,13 +660,6 @@ impl Admin {
             Err(e) => return self.store_error(e, ""),
         };
         let counts = outcome.counts;
-        let report = ImportReport {
-            applied: outcome.applied,
-            rows: outcome.rows,
-            counts,
-            rejected: outcome.rejected,
-            rejected_total: outcome.rejected_total,
-        };
         if !outcome.applied {
             return Response::refusal(
                 code::REJECTED_ROWS,
@@ -676,7 +669,7 @@ impl Admin {
                     outcome.rejected_total, outcome.rows
                 ),
             )
-            .with_data(&report);
+            .with_data(&outcome);
         }
         if counts.enforcement_jobs > 0 {
             self.changed(&[0]);
@@ -691,7 +684,7 @@ impl Admin {
             counts.logins_updated,
             outcome.rejected_total
         ))
-        .with_data(&report)
+        .with_data(&outcome)
     }
 
     /// The answer to a listing: how many, and the entries.

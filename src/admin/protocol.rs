@@ -10,10 +10,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::import::RejectedRow;
 use crate::model::{AuditEntry, Contract, EnforcementJob, Login, Release};
 use crate::policy::{ContractState, Parameters, Profile};
-use crate::store::{ImportCounts, SessionEnforcement, WriteStatus};
+use crate::store::{SessionEnforcement, WriteStatus};
 
 /// Longest request line the daemon reads; longer ones are refused.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
@@ -389,19 +388,9 @@ pub struct StateChangeView {
     pub ended_release: Option<Release>,
 }
 
-/// `import`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ImportReport {
-    /// Whether anything was written.
-    pub applied: bool,
-    pub rows: u64,
-    pub counts: ImportCounts,
-    /// The rejected rows (the first thousand).
-    pub rejected: Vec<RejectedRow>,
-    /// How many rows were rejected in all.
-    #[serde(default)]
-    pub rejected_total: u64,
-}
+/// `import`: whether anything was written, the rows read, what was done,
+/// and the rejected rows (the first thousand listed, all counted).
+pub type ImportReport = crate::store::ImportOutcome;
 
 /// `params show` / `params set`.
 pub type ParamsView = Parameters;

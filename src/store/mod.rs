@@ -290,8 +290,8 @@ pub struct ImportCounts {
     pub enforcement_jobs: u64,
 }
 
-/// What an import did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What an import did (the admin socket's answer too).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportOutcome {
     /// Whether anything was written (not when rows were rejected without
     /// `skip_invalid`).
@@ -301,6 +301,8 @@ pub struct ImportOutcome {
     pub counts: ImportCounts,
     /// The rejected rows, the first [`MAX_LISTED_REJECTIONS`] of them.
     pub rejected: Vec<RejectedRow>,
+    /// How many rows were rejected in all.
+    #[serde(default)]
     pub rejected_total: u64,
 }
 
