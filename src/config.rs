@@ -238,14 +238,75 @@ pub struct NasConfig {
     /// A file holding the secret (its first line).
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+    /// Whether Access-Requests must carry Message-Authenticator: `true`,
+    /// `false`, or `"auto"` (FreeRADIUS 3.2.5's answer to BlastRADIUS):
+    /// required once the NAS has been seen sending it.
+    #[serde(default)]
+    pub require_message_authenticator: MessageAuthenticatorRule,
+    /// Drop an Access-Request that carries Proxy-State without
+    /// Message-Authenticator (BlastRADIUS forges replies through
+    /// Proxy-State); a NAS is no proxy.
     #[serde(default = "default_true")]
-    pub require_message_authenticator: bool,
+    pub limit_proxy_state: bool,
     /// Where the NAS listens for CoA and Disconnect (RFC 5176: 3799;
     /// MikroTik: 1700).
     #[serde(default = "default_coa_port")]
     pub coa_port: u16,
     #[serde(default)]
     pub coa_mode: CoaMode,
+}
+
+/// `[[nas]] require_message_authenticator`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MessageAuthenticatorRule {
+    /// Every Access-Request must carry it.
+    Required,
+    /// None need carry it (checked where present).
+    NotRequired,
+    /// Required from a NAS entry and source address once they have been
+    /// seen sending it; remembered in the database across restarts.
+    #[default]
+    Auto,
+}
+
+impl MessageAuthenticatorRule {
+    /// As written in the configuration.
+    pub fn as_config(self) -> &'static str {
+        match self {
+            MessageAuthenticatorRule::Required => "true",
+            MessageAuthenticatorRule::NotRequired => "false",
+            MessageAuthenticatorRule::Auto => "\"auto\"",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageAuthenticatorRule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Flag(bool),
+            Word(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Flag(true) => Ok(MessageAuthenticatorRule::Required),
+            Written::Flag(false) => Ok(MessageAuthenticatorRule::NotRequired),
+            Written::Word(word) if word == "auto" => Ok(MessageAuthenticatorRule::Auto),
+            Written::Word(word) => Err(serde::de::Error::custom(format!(
+                "{word:?} is not a choice: write true, false or \"auto\""
+            ))),
+        }
+    }
+}
+
+impl serde::Serialize for MessageAuthenticatorRule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MessageAuthenticatorRule::Required => serializer.serialize_bool(true),
+            MessageAuthenticatorRule::NotRequired => serializer.serialize_bool(false),
+            MessageAuthenticatorRule::Auto => serializer.serialize_str("auto"),
+        }
+    }
 }
 
 /// How a change of profile reaches a NAS.
@@ -259,6 +320,10 @@ pub enum CoaMode {
     Disconnect,
     /// CoA, and Disconnect when the CoA is refused or unanswered.
     CoaThenDisconnect,
+    /// The NAS takes neither (pppd): nothing is sent, a change applies at
+    /// the session's next connection, and the profiles' Session-Timeout
+    /// bounds how long that takes.
+    None,
 }
 
 /// `[profiles.*]`: what each effective profile gets.
@@ -1080,6 +1145,44 @@ mod tests {
         assert_eq!(c.admin.socket_mode, 0o660);
         assert_eq!(c.database_url(), "sqlite:///var/lib/liberad/liberad.db");
         assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn message_authenticator_is_true_false_or_auto_and_auto_by_default() {
+        let nas = |line: &str| {
+            let text =
+                format!("[[nas]]\nname = \"n\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\n{line}");
+            load(&text, &[]).map(|c| {
+                (
+                    c.nas[0].require_message_authenticator,
+                    c.nas[0].limit_proxy_state,
+                )
+            })
+        };
+        assert_eq!(nas("").unwrap(), (MessageAuthenticatorRule::Auto, true));
+        assert_eq!(
+            nas("require_message_authenticator = true").unwrap().0,
+            MessageAuthenticatorRule::Required
+        );
+        assert_eq!(
+            nas("require_message_authenticator = false").unwrap().0,
+            MessageAuthenticatorRule::NotRequired
+        );
+        assert_eq!(
+            nas("require_message_authenticator = \"auto\"").unwrap().0,
+            MessageAuthenticatorRule::Auto
+        );
+        assert!(!nas("limit_proxy_state = false").unwrap().1);
+        let e = nas("require_message_authenticator = \"sometimes\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("true, false or \"auto\""), "{e}");
+        let c = load(
+            "[[nas]]\nname = \"n\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\ncoa_mode = \"none\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.nas[0].coa_mode, CoaMode::None);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::enforcer::{Enforcer, UdpTransport};
 use crate::logging::LogControl;
 use crate::radius::outage::AuthCache;
 use crate::radius::packet::Port;
+use crate::radius::signers::Signers;
 use crate::radius::{RadiusServer, Settings, Sockets};
 use crate::scheduler::Scheduler;
 use crate::store::{self, StoreError};
@@ -130,11 +131,15 @@ pub async fn run(
         Duration::from_secs(config.database.cache_ttl_secs),
         config.database.cache_logins,
     );
+    let seen = store.message_authenticator_seen().await?;
+    let signers = Signers::remembered(seen.iter().map(|(n, s)| (n.as_str(), s.as_str())));
+    mark_nas_without_coa(store.as_ref(), &settings.load()).await;
     let radius = Arc::new(RadiusServer::new(
         Arc::clone(&settings),
         Arc::clone(&store),
         Arc::clone(&clock),
         outage,
+        signers,
         &tasks,
     ));
     let transport = UdpTransport::bind(config.enforcement.source)
@@ -226,6 +231,7 @@ pub async fn run(
         path: config_path,
         started: config,
         radius: Arc::clone(&radius),
+        store: Arc::clone(&store),
         log,
     };
     drop(radius);
@@ -268,6 +274,7 @@ struct Reloader {
     path: PathBuf,
     started: Config,
     radius: Arc<RadiusServer>,
+    store: Arc<dyn store::Store>,
     log: Option<LogControl>,
 }
 
@@ -289,7 +296,10 @@ impl Reloader {
                 for warning in config.warnings() {
                     tracing::warn!("configuration: {warning}");
                 }
-                self.radius.apply(Arc::new(settings));
+                let settings = Arc::new(settings);
+                self.radius.apply(Arc::clone(&settings));
+                let store = Arc::clone(&self.store);
+                tokio::spawn(async move { mark_nas_without_coa(store.as_ref(), &settings).await });
                 if let Some(log) = &self.log
                     && let Err(e) = log.set_level(&config.log.level)
                 {
@@ -310,6 +320,26 @@ impl Reloader {
             }
         }
         notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+    }
+}
+
+/// Tells the store which NAS entries take no CoA, so that no job is queued
+/// for their sessions; a failure is logged, and the sessions' next
+/// accounting packet says it again.
+async fn mark_nas_without_coa(store: &dyn store::Store, settings: &Settings) {
+    let names: Vec<String> = settings
+        .nas
+        .iter()
+        .filter(|nas| nas.coa_mode == crate::config::CoaMode::None)
+        .map(|nas| nas.name.clone())
+        .collect();
+    match store.mark_nas_without_coa(&names).await {
+        Ok(()) => tracing::debug!("sessions marked: NAS entries without CoA: {names:?}"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "the sessions of NAS entries with coa_mode = \"none\" are not marked yet; \
+             their next accounting packet marks them"
+        ),
     }
 }
 

@@ -396,6 +396,8 @@ pub struct Session {
     pub acct_session_id: String,
     pub framed_ip_address: Option<String>,
     pub calling_station_id: Option<String>,
+    /// NAS-Port: the port (pppd: the unit) on the NAS.
+    pub nas_port: Option<u32>,
     pub nas_port_id: Option<String>,
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -404,6 +406,9 @@ pub struct Session {
     pub input_octets: u64,
     pub output_octets: u64,
     pub terminate_cause: Option<String>,
+    /// Whether its NAS takes CoA and Disconnect; if not, a change reaches
+    /// the session when it connects again.
+    pub takes_coa: bool,
 }
 
 /// Where an enforcement job stands.

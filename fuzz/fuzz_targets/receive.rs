@@ -50,7 +50,7 @@ reply = ["Framed-Pool = bloqueados", "Session-Timeout = 600"]
 fn respond<'a>(
     datagram: &'a [u8],
     port: Port,
-    require: bool,
+    require: packet::Demands,
     record: &AuthRecord,
     salt: u16,
 ) -> Option<(Checked<'a>, Vec<u8>)> {
@@ -128,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
     // The raw datagram, as an attacker sends it: what fails the checks is
     // never answered; what passes them gets a reply a NAS takes.
     for port in [Port::Auth, Port::Acct] {
-        for require in [false, true] {
+        for require in [packet::Demands::default(), packet::Demands::SIGNED] {
             let passes = packet::check(data, port, SECRET, require).is_ok();
             let answer = respond(data, port, require, &record("user"), salt);
             if !passes {
@@ -149,16 +149,16 @@ fuzz_target!(|data: &[u8]| {
     signed[2..4].copy_from_slice(&length.to_be_bytes());
     packet::sign_request(&mut signed, SECRET);
     for port in [Port::Auth, Port::Acct] {
-        let Ok(request) = packet::check(&signed, port, SECRET, false) else {
+        let Ok(request) = packet::check(&signed, port, SECRET, packet::Demands::default()) else {
             continue;
         };
         let username = auth::username(&request).unwrap_or("user").to_owned();
-        let first = respond(&signed, port, false, &record(&username), salt);
+        let first = respond(&signed, port, packet::Demands::default(), &record(&username), salt);
         if let Some((request, reply)) = &first {
             assert_a_nas_takes(request, reply);
         }
         // Replayed from the same input, the same decision, to the byte.
-        let again = respond(&signed, port, false, &record(&username), salt);
+        let again = respond(&signed, port, packet::Demands::default(), &record(&username), salt);
         assert_eq!(
             first.map(|(_, reply)| reply),
             again.map(|(_, reply)| reply),

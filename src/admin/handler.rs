@@ -255,10 +255,13 @@ impl Admin {
                         if !change.jobs.is_empty() {
                             message.push_str(&format!("; {} told", sessions(change.jobs.len())));
                         }
+                        message.push_str(&at_next_connection(change.at_next_connection));
                         Response::success(message).with_data(&StateChangeView {
                             contract: change.contract,
                             previous: change.previous,
                             ended_release: change.ended_release,
+                            sessions_told: change.jobs.len(),
+                            sessions_at_next_connection: change.at_next_connection,
                         })
                     }
                     Err(e) => self.store_error(e, &id),
@@ -551,10 +554,16 @@ impl Admin {
                 .unwrap_or_default()
         };
         let mut message = message;
-        message.push_str(&describe_enforcement(&jobs, wait));
+        if jobs.is_empty() && change.at_next_connection > 0 {
+            message.push_str(&at_next_connection(change.at_next_connection));
+        } else {
+            message.push_str(&describe_enforcement(&jobs, wait));
+            message.push_str(&at_next_connection(change.at_next_connection));
+        }
         Response::success(message).with_data(&ReleaseOutcome {
             release: change.value,
             sessions_told: change.jobs.len(),
+            sessions_at_next_connection: change.at_next_connection,
             enforcement: jobs,
         })
     }
@@ -820,6 +829,21 @@ fn describe_enforcement(jobs: &[EnforcementJob], waited: bool) -> String {
     }
     text.push(')');
     text
+}
+
+/// "; 1 online session on a NAS that takes no CoA: the change applies at
+/// its next connection", or nothing.
+fn at_next_connection(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => "; 1 online session on a NAS that takes no CoA (coa_mode = \"none\"): the change \
+              applies at its next connection"
+            .to_owned(),
+        n => format!(
+            "; {n} online sessions on a NAS that takes no CoA (coa_mode = \"none\"): the change \
+             applies at their next connection"
+        ),
+    }
 }
 
 /// "1 online session", "2 online sessions".

@@ -368,6 +368,9 @@ pub struct ReleaseOutcome {
     pub release: Release,
     /// Online sessions a CoA / Disconnect was queued for.
     pub sessions_told: usize,
+    /// Online sessions on a NAS that takes no CoA (`coa_mode = "none"`):
+    /// the change reaches them at their next connection.
+    pub sessions_at_next_connection: usize,
     /// The jobs, as they stood when the answer was sent (after `wait`).
     pub enforcement: Vec<EnforcementJob>,
 }
@@ -386,6 +389,11 @@ pub struct StateChangeView {
     pub contract: Contract,
     pub previous: ContractState,
     pub ended_release: Option<Release>,
+    /// Online sessions a CoA / Disconnect was queued for.
+    pub sessions_told: usize,
+    /// Online sessions on a NAS that takes no CoA: the change reaches them
+    /// at their next connection.
+    pub sessions_at_next_connection: usize,
 }
 
 /// `import`: whether anything was written, the rows read, what was done,

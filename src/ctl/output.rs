@@ -192,6 +192,10 @@ fn summary(s: &ContractSummary, tz: Tz) -> String {
                         .unwrap_or_else(|| "-".into()),
                     time(session.started_at, tz),
                     match &entry.last_job {
+                        None if !session.takes_coa => "profile given at login; its NAS takes \
+                                                       no CoA: a change applies at the next \
+                                                       connection"
+                            .to_owned(),
                         None => "profile given at login".to_owned(),
                         Some(job) => job_status(job),
                     },
@@ -364,7 +368,11 @@ fn nas(report: &NasReport) -> String {
             vec![
                 n.name.clone(),
                 n.address.clone(),
-                format!("{:?}", n.coa_mode).to_lowercase(),
+                message_authenticator(n),
+                serde_json::to_value(n.coa_mode)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
                 n.coa_port.to_string(),
                 c.access_requests.to_string(),
                 c.accepts.to_string(),
@@ -383,14 +391,36 @@ fn nas(report: &NasReport) -> String {
         "-".into(),
         "-".into(),
         "-".into(),
+        "-".into(),
         drops(&report.unknown_clients),
     ]);
     table(
         &[
-            "NAS", "ADDRESS", "COA-MODE", "COA-PORT", "AUTH", "ACCEPT", "REJECT", "ACCT", "DROPPED",
+            "NAS",
+            "ADDRESS",
+            "MESSAGE-AUTHENTICATOR",
+            "COA-MODE",
+            "COA-PORT",
+            "AUTH",
+            "ACCEPT",
+            "REJECT",
+            "ACCT",
+            "DROPPED",
         ],
         rows,
     )
+}
+
+/// Whether a NAS must sign its Access-Requests: "required", "not
+/// required", "auto: required from 10.0.0.1" or "auto: not seen signing".
+fn message_authenticator(n: &crate::radius::server::NasView) -> String {
+    use crate::config::MessageAuthenticatorRule as Rule;
+    match n.require_message_authenticator {
+        Rule::Required => "required".to_owned(),
+        Rule::NotRequired => "not required".to_owned(),
+        Rule::Auto if n.signing_sources.is_empty() => "auto: not seen signing".to_owned(),
+        Rule::Auto => format!("auto: required from {}", n.signing_sources.join(", ")),
+    }
 }
 
 /// Whether the NAS has the profile a job moved the session to.

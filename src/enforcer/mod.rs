@@ -358,9 +358,12 @@ impl<T: Transport> Enforcer<T> {
             let (Some(kind), Some(packet)) = (job.kind, job.packet.clone()) else {
                 continue;
             };
-            let Some((nas, destination)) = self.route(&job) else {
-                self.drop_job(&job, "its NAS is not configured any more");
-                continue;
+            let (nas, destination) = match self.route(&job) {
+                Ok(route) => route,
+                Err(why) => {
+                    self.drop_job(&job, why);
+                    continue;
+                }
             };
             let Some(&identifier) = packet.get(1) else {
                 continue;
@@ -420,10 +423,13 @@ impl<T: Transport> Enforcer<T> {
                 self.queue.push_back(job);
                 continue;
             }
-            let Some((nas, destination)) = self.route(&job) else {
-                self.queued.remove(&job.id);
-                self.drop_job(&job, "its NAS is not configured any more");
-                continue;
+            let (nas, destination) = match self.route(&job) {
+                Ok(route) => route,
+                Err(why) => {
+                    self.queued.remove(&job.id);
+                    self.drop_job(&job, why);
+                    continue;
+                }
             };
             let now = Instant::now();
             let max_in_flight = self.config.max_in_flight_per_nas;
@@ -610,7 +616,8 @@ impl<T: Transport> Enforcer<T> {
                 {
                     Ok(true) => {}
                     Ok(false) => {
-                        // Another instance took it over and sends it now.
+                        // The session stopped (the job ended as "session
+                        // ended"), or another instance took it over.
                         self.forget(&flight, key);
                         continue;
                     }
@@ -758,11 +765,19 @@ impl<T: Transport> Enforcer<T> {
     }
 
     /// The NAS of a job's session and where its CoA goes.
-    fn route(&self, job: &OutboxJob) -> Option<(Arc<NasClient>, SocketAddr)> {
+    /// Where the job's request goes, or why it goes nowhere.
+    fn route(&self, job: &OutboxJob) -> Result<(Arc<NasClient>, SocketAddr), &'static str> {
         let settings = self.settings.load();
-        let nas = settings.nas.by_name(&job.target.nas_name)?;
-        let address: IpAddr = job.target.nas_address.parse().ok()?;
-        Some((Arc::clone(nas), SocketAddr::new(address, nas.coa_port)))
+        let gone = "its NAS is not configured any more";
+        let nas = settings.nas.by_name(&job.target.nas_name).ok_or(gone)?;
+        if nas.coa_mode == CoaMode::None {
+            // Queued before a reload said so.
+            return Err(
+                "its NAS takes no CoA (coa_mode = \"none\"): the change applies at the next connection",
+            );
+        }
+        let address: IpAddr = job.target.nas_address.parse().map_err(|_| gone)?;
+        Ok((Arc::clone(nas), SocketAddr::new(address, nas.coa_port)))
     }
 
     fn lane(&mut self, nas: &str) -> &mut Lane {

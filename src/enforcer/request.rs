@@ -304,8 +304,8 @@ mod tests {
         assert_eq!(&bytes[4..20], md5.finalize().as_slice());
         // And a RADIUS server's receive checks do not take it for one of
         // the requests they serve.
-        assert!(check(&bytes, Port::Auth, b"s", false).is_err());
-        assert!(check(&bytes, Port::Acct, b"s", false).is_err());
+        assert!(check(&bytes, Port::Auth, b"s", packet::Demands::default()).is_err());
+        assert!(check(&bytes, Port::Acct, b"s", packet::Demands::default()).is_err());
     }
 
     fn reply_to(request: &[u8], reply_code: u8, extra: &[(u8, &[u8])], secret: &[u8]) -> Vec<u8> {

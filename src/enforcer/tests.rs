@@ -444,6 +444,47 @@ async fn a_silent_nas_gets_each_request_max_sends_times_at_the_rfc_5080_interval
     w.shutdown.cancel();
 }
 
+#[tokio::test]
+async fn a_request_to_a_session_that_stopped_is_not_sent_again() {
+    let config = EnforcementConfig::default();
+    let longest = Duration::from_millis(config.retry_max_ms);
+    let w = world_with(config, Behaviour::Silent).await;
+    w.blocked_contract("c1").await;
+    w.online("c1").await;
+    w.release("c1").await;
+    until("the first send", async || w.received().len() == 1).await;
+    // The customer hangs up before the NAS answers: its Stop arrives.
+    let stop = AccountingEvent {
+        kind: crate::store::AccountingKind::Stop,
+        at: w.clock.now(),
+        nas_name: "n".into(),
+        nas_identity: "10.0.0.1".into(),
+        nas_address: "10.0.0.1".into(),
+        nas_ip_address: Some("10.0.0.1".into()),
+        username: "user-c1".into(),
+        acct_session_id: "session-c1".into(),
+        ..AccountingEvent::default()
+    };
+    w.store.record_accounting(&[stop]).await.unwrap();
+    let jobs = w.store.enforcement_jobs(None, false, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, JobState::Dropped);
+    assert_eq!(jobs[0].outcome.as_deref(), Some("session ended"));
+    // Past every retransmission the request would have had: still one.
+    for _ in 0..(5 * longest.as_millis() / 100) {
+        tokio::time::advance(Duration::from_millis(100)).await;
+        settle().await;
+    }
+    assert_eq!(w.received().len(), 1, "no send after the session's Stop");
+    let jobs = w.store.enforcement_jobs(None, false, 10).await.unwrap();
+    assert_eq!(
+        jobs[0].state,
+        JobState::Dropped,
+        "the Stop's outcome stands"
+    );
+    w.shutdown.cancel();
+}
+
 #[test]
 fn no_second_sees_more_requests_than_the_nas_limit() {
     let t0 = Instant::now();

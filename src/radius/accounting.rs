@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::packet::{Attributes, Checked, attr};
 use super::settings::NasClient;
+use crate::config::CoaMode;
 use crate::store::{AccountingEvent, AccountingKind, Store, StoreError};
 
 /// Most events written in one transaction.
@@ -98,6 +99,8 @@ pub fn report(
             .and_then(Result::ok)
             .map(|ip| ip.to_string()),
         calling_station_id: text(rfc2865::lookup_calling_station_id(&packet)),
+        nas_port: number(rfc2865::lookup_nas_port(&packet)),
+        nas_without_coa: nas.coa_mode == CoaMode::None,
         nas_port_id: text(rfc2869::lookup_nas_port_id(&packet)),
         session_time: number(rfc2866::lookup_acct_session_time(&packet)),
         input_octets: octets(

@@ -572,7 +572,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
     ) -> Decision {
         let s = settings(PROFILES);
         let packet = pap_request(password);
-        let checked = check(&packet, Port::Auth, SECRET, true).unwrap();
+        let checked = check(&packet, Port::Auth, SECRET, packet::Demands::SIGNED).unwrap();
         decide(
             &s,
             &checked,
@@ -660,7 +660,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
         );
         let s = settings("");
         let packet = pap_request(b"pw");
-        let checked = check(&packet, Port::Auth, SECRET, true).unwrap();
+        let checked = check(&packet, Port::Auth, SECRET, packet::Demands::SIGNED).unwrap();
         // Without a configured blocked profile, blocked is rejected.
         let d = decide(
             &s,
@@ -698,7 +698,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
             ],
         )
         .unwrap();
-        let checked = check(&p, Port::Auth, SECRET, false).unwrap();
+        let checked = check(&p, Port::Auth, SECRET, packet::Demands::default()).unwrap();
         let d = decide(
             &s,
             &checked,
@@ -719,7 +719,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
             ],
         )
         .unwrap();
-        let checked = check(&p, Port::Auth, SECRET, false).unwrap();
+        let checked = check(&p, Port::Auth, SECRET, packet::Demands::default()).unwrap();
         let d = decide(
             &s,
             &checked,
@@ -778,7 +778,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
     }
 
     fn decide_with(s: &Settings, p: &[u8], record: &AuthRecord) -> Decision {
-        let checked = check(p, Port::Auth, SECRET, false).unwrap();
+        let checked = check(p, Port::Auth, SECRET, packet::Demands::default()).unwrap();
         decide(s, &checked, SECRET, Some(record), now(), 0)
     }
 
@@ -829,7 +829,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
         let wrong = ms_chap_v2_request("maria", "pW");
         let d = decide_with(&s, &wrong, &record(ContractState::Active, None));
         assert_eq!(d, Decision::Reject(RejectReason::WrongPassword));
-        let checked = check(&wrong, Port::Auth, SECRET, false).unwrap();
+        let checked = check(&wrong, Port::Auth, SECRET, packet::Demands::default()).unwrap();
         let reply = super::reply(&s, &checked, SECRET, &d).unwrap();
         let error = Attributes::over(&reply)
             .find(|(t, v)| *t == attr::VENDOR_SPECIFIC && v[4] == vendor_attr::MS_CHAP_ERROR)
@@ -849,7 +849,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
             blocked,
             Decision::Reject(RejectReason::Profile(Profile::Blocked))
         );
-        let checked = check(&right, Port::Auth, SECRET, false).unwrap();
+        let checked = check(&right, Port::Auth, SECRET, packet::Demands::default()).unwrap();
         let reply = super::reply(&s, &checked, SECRET, &blocked).unwrap();
         assert!(
             Attributes::over(&reply).any(
@@ -997,7 +997,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
         .unwrap();
         let s = Settings::build(&config).unwrap();
         let packet = pap_request(b"wrong");
-        let checked = check(&packet, Port::Auth, SECRET, true).unwrap();
+        let checked = check(&packet, Port::Auth, SECRET, packet::Demands::SIGNED).unwrap();
         let d = decide(
             &s,
             &checked,
@@ -1019,7 +1019,7 @@ reply = ["Mikrotik-Address-List = bloqueados"]
     fn replies_put_message_authenticator_first_and_copy_proxy_state() {
         let s = settings(PROFILES);
         let packet = pap_request(b"pw");
-        let checked = check(&packet, Port::Auth, SECRET, true).unwrap();
+        let checked = check(&packet, Port::Auth, SECRET, packet::Demands::SIGNED).unwrap();
         let d = decide(
             &s,
             &checked,

@@ -22,6 +22,7 @@ pub mod packet;
 pub mod reply_rules;
 pub mod server;
 pub mod settings;
+pub mod signers;
 pub mod stats;
 
 pub use server::{RadiusServer, Sockets};

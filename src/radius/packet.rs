@@ -40,6 +40,7 @@ pub mod attr {
     pub const USER_PASSWORD: u8 = 2;
     pub const CHAP_PASSWORD: u8 = 3;
     pub const NAS_IP_ADDRESS: u8 = 4;
+    pub const NAS_PORT: u8 = 5;
     pub const FRAMED_IP_ADDRESS: u8 = 8;
     pub const REPLY_MESSAGE: u8 = 18;
     pub const VENDOR_SPECIFIC: u8 = 26;
@@ -107,6 +108,9 @@ pub enum DropReason {
     MissingMessageAuthenticator,
     /// A Message-Authenticator that does not verify (wrong secret, forgery).
     BadMessageAuthenticator,
+    /// An Access-Request with Proxy-State and no Message-Authenticator, from
+    /// a NAS entry with `limit_proxy_state` (BlastRADIUS).
+    ProxyStateWithoutMessageAuthenticator,
     /// An Accounting-Request whose Request Authenticator does not verify.
     BadRequestAuthenticator,
     /// Well-formed, but liberad could not take more work at that moment.
@@ -117,7 +121,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order of the checks.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::UnknownClient,
         DropReason::BadLength,
         DropReason::UnknownCode,
@@ -126,6 +130,7 @@ impl DropReason {
         DropReason::BadMessageAuthenticatorLength,
         DropReason::MissingMessageAuthenticator,
         DropReason::BadMessageAuthenticator,
+        DropReason::ProxyStateWithoutMessageAuthenticator,
         DropReason::BadRequestAuthenticator,
         DropReason::Overloaded,
         DropReason::NotAnswered,
@@ -141,6 +146,9 @@ impl DropReason {
             DropReason::BadMessageAuthenticatorLength => "bad_message_authenticator_length",
             DropReason::MissingMessageAuthenticator => "missing_message_authenticator",
             DropReason::BadMessageAuthenticator => "bad_message_authenticator",
+            DropReason::ProxyStateWithoutMessageAuthenticator => {
+                "proxy_state_without_message_authenticator"
+            }
             DropReason::BadRequestAuthenticator => "bad_request_authenticator",
             DropReason::Overloaded => "overloaded",
             DropReason::NotAnswered => "not_answered",
@@ -187,6 +195,11 @@ pub struct Checked<'a> {
 }
 
 impl<'a> Checked<'a> {
+    /// Whether it carries Message-Authenticator (verified by the checks).
+    pub fn signed(&self) -> bool {
+        find_message_authenticator(self.bytes).is_some()
+    }
+
     /// Copies the request out of the receive buffer.
     pub fn to_owned_request(&self) -> OwnedRequest {
         OwnedRequest {
@@ -248,12 +261,29 @@ impl<'a> Iterator for Attributes<'a> {
     }
 }
 
+/// What a NAS entry demands of its Access-Requests, beyond the RFCs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Demands {
+    /// Message-Authenticator must be present.
+    pub message_authenticator: bool,
+    /// Proxy-State is taken only with Message-Authenticator.
+    pub limit_proxy_state: bool,
+}
+
+impl Demands {
+    /// Message-Authenticator required (and so Proxy-State signed).
+    pub const SIGNED: Demands = Demands {
+        message_authenticator: true,
+        limit_proxy_state: true,
+    };
+}
+
 /// Runs the receive checks, in order; the first failure is the answer.
 pub fn check<'a>(
     datagram: &'a [u8],
     port: Port,
     secret: &[u8],
-    require_message_authenticator: bool,
+    demands: Demands,
 ) -> Result<Checked<'a>, DropReason> {
     // 1. Header and Length; bytes beyond Length are padding.
     let header = datagram.get(..HEADER).ok_or(DropReason::BadLength)?;
@@ -272,6 +302,7 @@ pub fn check<'a>(
     let mut offset = HEADER;
     let mut count = 0usize;
     let mut message_authenticator = None;
+    let mut proxy_state = false;
     let mut authenticator_length_bad = false;
     while offset < length {
         let attribute_length =
@@ -289,6 +320,7 @@ pub fn check<'a>(
             }
             message_authenticator = Some(offset);
         }
+        proxy_state |= bytes[offset] == attr::PROXY_STATE;
         offset += attribute_length;
     }
     // 4. A Message-Authenticator of the right size.
@@ -297,20 +329,29 @@ pub fn check<'a>(
     }
     // 5. Present where required: always on Status-Server (RFC 5997).
     let required = code == code::STATUS_SERVER
-        || (code == code::ACCESS_REQUEST && require_message_authenticator);
+        || (code == code::ACCESS_REQUEST && demands.message_authenticator);
     if required && message_authenticator.is_none() {
         return Err(DropReason::MissingMessageAuthenticator);
     }
+    // 6. Proxy-State only where signed: the BlastRADIUS forgery hides its
+    //    collision in a Proxy-State the server echoes.
+    if code == code::ACCESS_REQUEST
+        && demands.limit_proxy_state
+        && proxy_state
+        && message_authenticator.is_none()
+    {
+        return Err(DropReason::ProxyStateWithoutMessageAuthenticator);
+    }
     let mut authenticator = [0u8; 16];
     authenticator.copy_from_slice(&header[4..HEADER]);
-    // 6. Correct where present.
+    // 7. Correct where present.
     if let Some(at) = message_authenticator {
         let zero_authenticator = code == code::ACCOUNTING_REQUEST;
         if !message_authenticator_valid(bytes, at, secret, zero_authenticator) {
             return Err(DropReason::BadMessageAuthenticator);
         }
     }
-    // 7. The Request Authenticator of an Accounting-Request.
+    // 8. The Request Authenticator of an Accounting-Request.
     if code == code::ACCOUNTING_REQUEST && !request_authenticator_valid(bytes, secret) {
         return Err(DropReason::BadRequestAuthenticator);
     }
@@ -613,7 +654,7 @@ mod tests {
     #[test]
     fn rfc_2865_example_request_is_accepted_and_its_password_revealed() {
         let request = from_hex(RFC_REQUEST);
-        let checked = check(&request, Port::Auth, SECRET, false).unwrap();
+        let checked = check(&request, Port::Auth, SECRET, Demands::default()).unwrap();
         assert_eq!(checked.code, code::ACCESS_REQUEST);
         assert_eq!(checked.attribute(attr::USER_NAME), Some(&b"nemo"[..]));
         let hidden = checked.attribute(attr::USER_PASSWORD).unwrap();
@@ -625,7 +666,7 @@ mod tests {
         );
         // Required Message-Authenticator: the RFC example has none.
         assert_eq!(
-            check(&request, Port::Auth, SECRET, true),
+            check(&request, Port::Auth, SECRET, Demands::SIGNED),
             Err(DropReason::MissingMessageAuthenticator)
         );
     }
@@ -657,9 +698,9 @@ mod tests {
     #[test]
     fn message_authenticator_on_a_request() {
         let mut request = from_hex(REQUEST_WITH_MA);
-        assert!(check(&request, Port::Auth, SECRET, true).is_ok());
+        assert!(check(&request, Port::Auth, SECRET, Demands::SIGNED).is_ok());
         assert_eq!(
-            check(&request, Port::Auth, b"wrong", true),
+            check(&request, Port::Auth, b"wrong", Demands::SIGNED),
             Err(DropReason::BadMessageAuthenticator)
         );
         // Our signer gives the same bytes.
@@ -671,7 +712,7 @@ mod tests {
         // One flipped bit anywhere is caught.
         request[25] ^= 1;
         assert_eq!(
-            check(&request, Port::Auth, SECRET, true),
+            check(&request, Port::Auth, SECRET, Demands::SIGNED),
             Err(DropReason::BadMessageAuthenticator)
         );
     }
@@ -701,10 +742,10 @@ mod tests {
     #[test]
     fn accounting_request_authenticator() {
         let packet = from_hex(ACCOUNTING);
-        let checked = check(&packet, Port::Acct, SECRET, true).unwrap();
+        let checked = check(&packet, Port::Acct, SECRET, Demands::SIGNED).unwrap();
         assert_eq!(checked.attribute(attr::ACCT_SESSION_ID), Some(&b"abc"[..]));
         assert_eq!(
-            check(&packet, Port::Acct, b"wrong", true),
+            check(&packet, Port::Acct, b"wrong", Demands::SIGNED),
             Err(DropReason::BadRequestAuthenticator)
         );
         let mut resigned = packet.clone();
@@ -716,7 +757,7 @@ mod tests {
         with_ma.push((attr::MESSAGE_AUTHENTICATOR, &[0; 16]));
         let mut p = encode(code::ACCOUNTING_REQUEST, 9, &[0; 16], &with_ma).unwrap();
         sign_request(&mut p, SECRET);
-        assert!(check(&p, Port::Acct, SECRET, true).is_ok());
+        assert!(check(&p, Port::Acct, SECRET, Demands::SIGNED).is_ok());
     }
 
     #[test]
@@ -760,47 +801,49 @@ mod tests {
             (attr::USER_NAME, b"a"),
             (attr::MESSAGE_AUTHENTICATOR, &[0; 16]),
         ]);
-        assert!(check(&good, Port::Auth, SECRET, true).is_ok());
+        assert!(check(&good, Port::Auth, SECRET, Demands::SIGNED).is_ok());
         // Padding after Length is ignored.
         let mut padded = good.clone();
         padded.extend([0xee; 30]);
         assert_eq!(
-            check(&padded, Port::Auth, SECRET, true).unwrap().bytes,
+            check(&padded, Port::Auth, SECRET, Demands::SIGNED)
+                .unwrap()
+                .bytes,
             &good[..]
         );
 
         assert_eq!(
-            check(&good[..19], Port::Auth, SECRET, true),
+            check(&good[..19], Port::Auth, SECRET, Demands::SIGNED),
             Err(DropReason::BadLength)
         );
         let mut long = good.clone();
         long[3] += 1;
         assert_eq!(
-            check(&long, Port::Auth, SECRET, true),
+            check(&long, Port::Auth, SECRET, Demands::SIGNED),
             Err(DropReason::BadLength)
         );
         let mut short_length = good.clone();
         short_length[2..4].copy_from_slice(&19u16.to_be_bytes());
         assert_eq!(
-            check(&short_length, Port::Auth, SECRET, true),
+            check(&short_length, Port::Auth, SECRET, Demands::SIGNED),
             Err(DropReason::BadLength)
         );
         let mut huge = good.clone();
         huge[2..4].copy_from_slice(&4097u16.to_be_bytes());
         huge.resize(5000, 0);
         assert_eq!(
-            check(&huge, Port::Auth, SECRET, true),
+            check(&huge, Port::Auth, SECRET, Demands::SIGNED),
             Err(DropReason::BadLength)
         );
 
         assert_eq!(
-            check(&good, Port::Acct, SECRET, true),
+            check(&good, Port::Acct, SECRET, Demands::SIGNED),
             Err(DropReason::UnknownCode)
         );
         let mut coa = good.clone();
         coa[0] = code::COA_REQUEST;
         assert_eq!(
-            check(&coa, Port::Auth, SECRET, true),
+            check(&coa, Port::Auth, SECRET, Demands::SIGNED),
             Err(DropReason::UnknownCode)
         );
 
@@ -808,7 +851,7 @@ mod tests {
             let mut p = good.clone();
             p[21] = bad_length;
             assert_eq!(
-                check(&p, Port::Auth, SECRET, true),
+                check(&p, Port::Auth, SECRET, Demands::SIGNED),
                 Err(DropReason::BadAttributes),
                 "{bad_length}"
             );
@@ -819,23 +862,23 @@ mod tests {
         let length = u16::try_from(trailing.len()).unwrap();
         trailing[2..4].copy_from_slice(&length.to_be_bytes());
         assert_eq!(
-            check(&trailing, Port::Auth, SECRET, true),
+            check(&trailing, Port::Auth, SECRET, Demands::SIGNED),
             Err(DropReason::BadAttributes)
         );
 
         let many: Vec<(u8, &[u8])> = (0..201).map(|_| (attr::NAS_PORT_ID, &b""[..])).collect();
         let p = encode(code::ACCESS_REQUEST, 1, &[3; 16], &many).unwrap();
         assert_eq!(
-            check(&p, Port::Auth, SECRET, false),
+            check(&p, Port::Auth, SECRET, Demands::default()),
             Err(DropReason::TooManyAttributes)
         );
         let exactly: Vec<(u8, &[u8])> = (0..200).map(|_| (attr::NAS_PORT_ID, &b""[..])).collect();
         let p = encode(code::ACCESS_REQUEST, 1, &[3; 16], &exactly).unwrap();
-        assert!(check(&p, Port::Auth, SECRET, false).is_ok());
+        assert!(check(&p, Port::Auth, SECRET, Demands::default()).is_ok());
 
         let p = packet_with(&[(attr::MESSAGE_AUTHENTICATOR, &[0; 15])]);
         assert_eq!(
-            check(&p, Port::Auth, SECRET, true),
+            check(&p, Port::Auth, SECRET, Demands::SIGNED),
             Err(DropReason::BadMessageAuthenticatorLength)
         );
         let p = packet_with(&[
@@ -843,26 +886,50 @@ mod tests {
             (attr::MESSAGE_AUTHENTICATOR, &[0; 16]),
         ]);
         assert_eq!(
-            check(&p, Port::Auth, SECRET, true),
+            check(&p, Port::Auth, SECRET, Demands::SIGNED),
             Err(DropReason::BadMessageAuthenticatorLength)
         );
 
         let p = packet_with(&[(attr::USER_NAME, b"a")]);
         assert_eq!(
-            check(&p, Port::Auth, SECRET, true),
+            check(&p, Port::Auth, SECRET, Demands::SIGNED),
             Err(DropReason::MissingMessageAuthenticator)
         );
-        assert!(check(&p, Port::Auth, SECRET, false).is_ok());
+        assert!(check(&p, Port::Auth, SECRET, Demands::default()).is_ok());
         let mut status = p.clone();
         status[0] = code::STATUS_SERVER;
         assert_eq!(
-            check(&status, Port::Auth, SECRET, false),
+            check(&status, Port::Auth, SECRET, Demands::default()),
             Err(DropReason::MissingMessageAuthenticator)
         );
         assert_eq!(
-            check(&status, Port::Acct, SECRET, false),
+            check(&status, Port::Acct, SECRET, Demands::default()),
             Err(DropReason::MissingMessageAuthenticator)
         );
+    }
+
+    #[test]
+    fn proxy_state_is_taken_only_with_message_authenticator_where_limited() {
+        let limited = Demands {
+            message_authenticator: false,
+            limit_proxy_state: true,
+        };
+        let proxied = packet_with(&[(attr::USER_NAME, b"a"), (attr::PROXY_STATE, b"p")]);
+        assert_eq!(
+            check(&proxied, Port::Auth, SECRET, limited),
+            Err(DropReason::ProxyStateWithoutMessageAuthenticator)
+        );
+        assert!(check(&proxied, Port::Auth, SECRET, Demands::default()).is_ok());
+        let signed = packet_with(&[
+            (attr::MESSAGE_AUTHENTICATOR, &[0; 16]),
+            (attr::USER_NAME, b"a"),
+            (attr::PROXY_STATE, b"p"),
+        ]);
+        let checked = check(&signed, Port::Auth, SECRET, limited).unwrap();
+        assert!(checked.signed());
+        let plain = packet_with(&[(attr::USER_NAME, b"a")]);
+        let checked = check(&plain, Port::Auth, SECRET, limited).unwrap();
+        assert!(!checked.signed());
     }
 
     #[test]
@@ -872,7 +939,7 @@ mod tests {
             (attr::USER_NAME, b"u"),
             (attr::PROXY_STATE, b"two"),
         ]);
-        let checked = check(&p, Port::Auth, SECRET, false).unwrap();
+        let checked = check(&p, Port::Auth, SECRET, Demands::default()).unwrap();
         let states: Vec<&[u8]> = checked
             .attributes()
             .filter(|(t, _)| *t == attr::PROXY_STATE)

@@ -28,11 +28,12 @@ use super::accounting::{self, AccountingWriter, Report};
 use super::auth::{self, Decision};
 use super::cache::{Key, ReplyCache, Seen};
 use super::outage::AuthCache;
-use super::packet::{self, Checked, DropReason, Port, code};
+use super::packet::{self, Checked, Demands, DropReason, Port, code};
 use super::settings::{NasClient, Settings};
+use super::signers::{Learned, Signers};
 use super::stats::{CounterSnapshot, Counters, Event};
 use crate::clock::Clock;
-use crate::config::{CoaMode, RadiusConfig};
+use crate::config::{CoaMode, MessageAuthenticatorRule, RadiusConfig};
 use crate::logging::Throttle;
 use crate::store::{Store, StoreError};
 use crate::telemetry;
@@ -137,7 +138,12 @@ fn bind_udp(address: SocketAddr, recv_buffer: Option<usize>) -> io::Result<UdpSo
 pub struct NasView {
     pub name: String,
     pub address: String,
-    pub require_message_authenticator: bool,
+    pub require_message_authenticator: MessageAuthenticatorRule,
+    /// With `"auto"`: the addresses it has been seen signing from, from
+    /// which Message-Authenticator is now required.
+    #[serde(default)]
+    pub signing_sources: Vec<String>,
+    pub limit_proxy_state: bool,
     pub coa_port: u16,
     pub coa_mode: CoaMode,
     pub counters: CounterSnapshot,
@@ -182,6 +188,11 @@ pub struct RadiusServer {
     store_log: Throttle,
     /// So are accounting requests refused for their content.
     refused_log: Throttle,
+    /// And Access-Requests dropped for what the NAS entry demands, per NAS
+    /// and reason.
+    demands_log: Mutex<HashMap<(String, DropReason), Throttle>>,
+    /// Who has been seen signing Access-Requests (`"auto"`).
+    signers: Arc<Signers>,
     /// What is known of logins, for a database outage.
     outage: AuthCache,
     /// Processing slots of Access-Requests, Accounting-Requests and
@@ -199,6 +210,7 @@ impl RadiusServer {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         outage: AuthCache,
+        signers: Signers,
         tasks: &TaskTracker,
     ) -> RadiusServer {
         let current = settings.load_full();
@@ -215,6 +227,8 @@ impl RadiusServer {
             unknown_log: Throttle::new(UNKNOWN_LOG_INTERVAL),
             store_log: Throttle::new(UNKNOWN_LOG_INTERVAL),
             refused_log: Throttle::new(UNKNOWN_LOG_INTERVAL),
+            demands_log: Mutex::new(HashMap::new()),
+            signers: Arc::new(signers),
             outage,
             slots: Slots {
                 auth: Arc::new(Semaphore::new(current.max_in_flight)),
@@ -275,20 +289,33 @@ impl RadiusServer {
         };
         let nas = Arc::clone(nas);
         let counters = self.counters_of(&nas);
-        let request = match packet::check(
-            datagram,
-            port,
-            &nas.secret,
-            nas.require_message_authenticator,
-        ) {
+        let demands = Demands {
+            message_authenticator: match nas.require_message_authenticator {
+                MessageAuthenticatorRule::Required => true,
+                MessageAuthenticatorRule::NotRequired => false,
+                MessageAuthenticatorRule::Auto => self.signers.required(&nas.name, source.ip()),
+            },
+            limit_proxy_state: nas.limit_proxy_state,
+        };
+        let request = match packet::check(datagram, port, &nas.secret, demands) {
             Ok(request) => request,
             Err(reason) => {
                 counters.count(Event::Drop(reason));
                 count_drop(&nas.name, reason);
                 tracing::debug!(nas = %nas.name, %source, reason = reason.as_str(), "packet dropped");
+                if datagram.first() == Some(&code::ACCESS_REQUEST) {
+                    self.log_demand_drop(&nas, source, reason);
+                }
                 return;
             }
         };
+        if request.code == code::ACCESS_REQUEST
+            && nas.require_message_authenticator == MessageAuthenticatorRule::Auto
+            && !demands.message_authenticator
+            && request.signed()
+        {
+            self.learn_signer(&nas, source, tasks);
+        }
         counters.count(match request.code {
             code::ACCESS_REQUEST => Event::AccessRequest,
             code::ACCOUNTING_REQUEST => Event::AccountingRequest,
@@ -506,6 +533,79 @@ impl RadiusServer {
         self.settings.store(settings);
     }
 
+    /// A signed Access-Request from a source not yet required to sign:
+    /// required from now on, and remembered.
+    fn learn_signer(&self, nas: &NasClient, source: SocketAddr, tasks: &TaskTracker) {
+        let ip = source.ip().to_canonical();
+        match self.signers.saw_signed(&nas.name, ip) {
+            Learned::Known => return,
+            Learned::New => tracing::info!(
+                nas = %nas.name,
+                source = %ip,
+                "this NAS signs its Access-Requests (Message-Authenticator): from now on one \
+                 without is dropped (require_message_authenticator = \"auto\")"
+            ),
+            Learned::Unstored => {}
+        }
+        let store = Arc::clone(&self.store);
+        let signers = Arc::clone(&self.signers);
+        let name = nas.name.clone();
+        let now = self.clock.now();
+        tasks.spawn(async move {
+            let stored = store
+                .remember_message_authenticator(&name, &ip.to_string(), now)
+                .await;
+            if let Err(e) = &stored {
+                tracing::warn!(
+                    nas = %name,
+                    source = %ip,
+                    error = %e,
+                    "that this NAS signs its Access-Requests is not saved yet: it is required \
+                     until liberad restarts, and saved at its next request"
+                );
+            }
+            signers.stored(&name, ip, stored.is_ok());
+        });
+    }
+
+    /// At most one line per NAS per interval about Access-Requests dropped
+    /// for what its entry demands, naming the setting that would take them.
+    fn log_demand_drop(&self, nas: &NasClient, source: SocketAddr, reason: DropReason) {
+        let advice = match (reason, nas.require_message_authenticator) {
+            (DropReason::MissingMessageAuthenticator, MessageAuthenticatorRule::Auto) => {
+                "this NAS was seen signing its Access-Requests from this address \
+                 (require_message_authenticator = \"auto\"); if it no longer does, set \
+                 require_message_authenticator = false on its [[nas]] entry"
+            }
+            (DropReason::MissingMessageAuthenticator, _) => {
+                "the NAS does not sign its Access-Requests; set \
+                 require_message_authenticator = \"auto\" (or false) on its [[nas]] entry \
+                 to take them"
+            }
+            (DropReason::ProxyStateWithoutMessageAuthenticator, _) => {
+                "Proxy-State without Message-Authenticator (BlastRADIUS); if this NAS is a \
+                 proxy that cannot sign, set limit_proxy_state = false on its [[nas]] entry"
+            }
+            _ => return,
+        };
+        let mut logs = self
+            .demands_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let throttle = logs
+            .entry((nas.name.clone(), reason))
+            .or_insert_with(|| Throttle::new(UNKNOWN_LOG_INTERVAL));
+        if let Some(held) = throttle.allow(Instant::now()) {
+            tracing::warn!(
+                nas = %nas.name,
+                %source,
+                reason = reason.as_str(),
+                also_dropped_since_last_line = held,
+                "Access-Request dropped: {advice}"
+            );
+        }
+    }
+
     fn log_unknown(&self, source: SocketAddr) {
         if let Some(held) = self.unknown_log.allow(Instant::now()) {
             tracing::warn!(
@@ -542,6 +642,13 @@ impl RadiusServer {
                 name: nas.name.clone(),
                 address: nas.network.to_string(),
                 require_message_authenticator: nas.require_message_authenticator,
+                signing_sources: self
+                    .signers
+                    .sources_of(&nas.name)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                limit_proxy_state: nas.limit_proxy_state,
                 coa_port: nas.coa_port,
                 coa_mode: nas.coa_mode,
                 counters: counters

@@ -13,7 +13,9 @@ use ipnet::IpNet;
 use super::dictionary::{Dictionary, WireAttribute};
 use super::packet::attr;
 use super::reply_rules::{self, Placement};
-use crate::config::{CoaMode, Config, NasConfig, ProfileAction, ProfileConfig};
+use crate::config::{
+    CoaMode, Config, MessageAuthenticatorRule, NasConfig, ProfileAction, ProfileConfig,
+};
 use crate::model::ReplyAttribute;
 use crate::policy::Profile;
 
@@ -59,7 +61,8 @@ pub struct NasClient {
     pub name: String,
     pub network: IpNet,
     pub secret: Vec<u8>,
-    pub require_message_authenticator: bool,
+    pub require_message_authenticator: MessageAuthenticatorRule,
+    pub limit_proxy_state: bool,
     pub coa_port: u16,
     pub coa_mode: CoaMode,
 }
@@ -218,6 +221,7 @@ fn build_nas_table(entries: &[NasConfig]) -> Result<NasTable, String> {
             network,
             secret: secret.into_bytes(),
             require_message_authenticator: entry.require_message_authenticator,
+            limit_proxy_state: entry.limit_proxy_state,
             coa_port: entry.coa_port,
             coa_mode: entry.coa_mode,
         });

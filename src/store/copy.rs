@@ -18,7 +18,7 @@ use super::sqlite::SqliteStore;
 use super::{Store, StoreError};
 
 /// The tables, parents before children.
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "contracts",
     "logins",
     "parameters",
@@ -27,6 +27,7 @@ const TABLES: [&str; 8] = [
     "sessions",
     "enforcement",
     "nas_restarts",
+    "message_authenticator_seen",
 ];
 
 /// Rows per INSERT (PostgreSQL takes at most 65535 bound values).

@@ -180,6 +180,9 @@ pub struct StateChange {
     pub ended_release: Option<Release>,
     /// Enforcement jobs queued for the contract's online sessions.
     pub jobs: Vec<i64>,
+    /// Its online sessions on a NAS that takes no CoA (`coa_mode =
+    /// "none"`), which get the change when they connect again.
+    pub at_next_connection: usize,
 }
 
 /// The result of a change, with the enforcement jobs it queued for the
@@ -188,6 +191,9 @@ pub struct StateChange {
 pub struct Enforced<T> {
     pub value: T,
     pub jobs: Vec<i64>,
+    /// Online sessions on a NAS that takes no CoA: no job, the change
+    /// reaches them at their next connection.
+    pub at_next_connection: usize,
 }
 
 /// A release the scheduler ended, and the enforcement it queued.
@@ -356,7 +362,11 @@ pub struct AccountingEvent {
     pub acct_session_id: String,
     pub framed_ip_address: Option<String>,
     pub calling_station_id: Option<String>,
+    pub nas_port: Option<u32>,
     pub nas_port_id: Option<String>,
+    /// The NAS entry says `coa_mode = "none"`: no CoA or Disconnect is
+    /// queued for the session.
+    pub nas_without_coa: bool,
     pub session_time: Option<u32>,
     pub input_octets: u64,
     pub output_octets: u64,
@@ -364,8 +374,37 @@ pub struct AccountingEvent {
 }
 
 impl AccountingEvent {
-    /// The key of the session among the open ones.
+    /// The key of the session among the open ones: what identifies a
+    /// session on its NAS, as FreeRADIUS's `acct_unique` takes it (the NAS,
+    /// User-Name, Acct-Session-Id, NAS-Port and NAS-Port-Id), hashed. Two
+    /// subscribers given the same Acct-Session-Id are two sessions.
     pub fn session_key(&self) -> String {
+        use md5::Digest;
+        let mut hash = md5::Md5::new();
+        let mut field = |value: Option<&str>| match value {
+            // Length-prefixed, so that no two lists of fields run together
+            // into the same bytes.
+            Some(text) => {
+                hash.update((text.len() as u64).to_be_bytes());
+                hash.update(text.as_bytes());
+            }
+            None => hash.update(u64::MAX.to_be_bytes()),
+        };
+        field(Some(&self.nas_name));
+        field(Some(&self.nas_identity));
+        field(Some(&self.username));
+        field(Some(&self.acct_session_id));
+        field(self.nas_port.map(|port| port.to_string()).as_deref());
+        field(self.nas_port_id.as_deref());
+        hash.finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    /// The key sessions had before they were told apart by user and port:
+    /// a session recorded then is found under it once, and re-keyed.
+    pub fn legacy_session_key(&self) -> String {
         format!(
             "{}/{}/{}",
             self.nas_name, self.nas_identity, self.acct_session_id
@@ -396,6 +435,21 @@ pub trait Store: Send + Sync {
     /// Periodic care: notices a database file deleted or replaced, and
     /// gives the space of a grown WAL back.
     async fn maintain(&self);
+
+    /// Marks the open sessions of these NAS entries (`coa_mode = "none"`)
+    /// as taking no CoA, and every other open session as taking it, after
+    /// the configuration changed.
+    async fn mark_nas_without_coa(&self, names: &[String]) -> Result<(), StoreError>;
+
+    /// Every (NAS entry, source address) seen signing its Access-Requests.
+    async fn message_authenticator_seen(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Records that a NAS entry's source signs its Access-Requests.
+    async fn remember_message_authenticator(
+        &self,
+        nas: &str,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// The temporary-release parameters.
     async fn parameters(&self) -> Result<Parameters, StoreError>;

@@ -31,8 +31,8 @@ const RELEASE_COLUMNS: &str = "id, contract_id, started_at, ends_at, operator, r
 const AUDIT_COLUMNS: &str = "id, at, actor_uid, operator, action, contract_id, detail, outcome";
 const SESSION_COLUMNS: &str = "id, nas_name, nas_identity, nas_address, nas_ip_address, \
      nas_identifier, username, contract_id, acct_session_id, framed_ip_address, \
-     calling_station_id, nas_port_id, started_at, updated_at, stopped_at, session_time, \
-     input_octets, output_octets, terminate_cause";
+     calling_station_id, nas_port, nas_port_id, started_at, updated_at, stopped_at, session_time, \
+     input_octets, output_octets, terminate_cause, takes_coa";
 
 /// The store on one database, through a pool for writes and one for reads
 /// (on PostgreSQL the same pool), and, where the backend has one, a faster
@@ -177,7 +177,7 @@ impl SqlStore {
         .await?;
         // Facts exist: the policy granted the release.
         let state = facts.map(|f| f.state).unwrap_or(ContractState::Blocked);
-        let jobs = queue_enforcement(
+        let queued = queue_enforcement(
             &mut tx,
             id,
             policy::effective_profile(state, false),
@@ -189,7 +189,8 @@ impl SqlStore {
         tx.commit().await?;
         Ok(Enforced {
             value: release,
-            jobs,
+            jobs: queued.jobs,
+            at_next_connection: queued.at_next_connection,
         })
     }
 }
@@ -207,6 +208,68 @@ impl Store for SqlStore {
         if self.write_status().writable {
             self.checkpoint().await;
         }
+    }
+
+    async fn mark_nas_without_coa(&self, names: &[String]) -> Result<(), StoreError> {
+        self.health.observe(
+            async {
+                let mut query = QueryBuilder::<Db>::new("UPDATE sessions SET takes_coa = ");
+                if names.is_empty() {
+                    query.push("TRUE WHERE stopped_at IS NULL AND NOT takes_coa");
+                } else {
+                    // SET takes_coa = (…) WHERE … AND takes_coa <> (…)
+                    for prefix in ["", " WHERE stopped_at IS NULL AND takes_coa <> "] {
+                        query.push(prefix).push("(nas_name NOT IN (");
+                        let mut list = query.separated(", ");
+                        for name in names {
+                            list.push_bind(name.clone());
+                        }
+                        query.push("))");
+                    }
+                }
+                let mut tx = self.write().await?;
+                query.build().execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            .await,
+        )
+    }
+
+    async fn message_authenticator_seen(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT nas_name, source FROM message_authenticator_seen ORDER BY nas_name, source",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("nas_name")?, row.try_get("source")?)))
+            .collect()
+    }
+
+    async fn remember_message_authenticator(
+        &self,
+        nas: &str,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                sqlx::query(
+                    "INSERT INTO message_authenticator_seen (nas_name, source, first_seen) \
+                     VALUES ($1, $2, $3) ON CONFLICT (nas_name, source) DO NOTHING",
+                )
+                .bind(nas)
+                .bind(source)
+                .bind(now.timestamp())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            .await,
+        )
     }
 
     fn write_status(&self) -> WriteStatus {
@@ -587,7 +650,7 @@ impl Store for SqlStore {
                     "ok",
                 )
                 .await?;
-                let jobs = queue_enforcement(
+                let queued = queue_enforcement(
                     &mut tx,
                     contract_id,
                     policy::effective_profile(contract.state, true),
@@ -599,7 +662,8 @@ impl Store for SqlStore {
                 tx.commit().await?;
                 Ok(Enforced {
                     value: release,
-                    jobs,
+                    jobs: queued.jobs,
+                    at_next_connection: queued.at_next_connection,
                 })
             }
             .await,
@@ -1448,6 +1512,18 @@ async fn apply_accounting(conn: &mut Conn, event: &AccountingEvent) -> Result<()
         .bind(closed_by)
         .execute(&mut *conn)
         .await?;
+        sqlx::query(
+            "UPDATE enforcement SET state = 'dropped', outcome = $4, finished_at = $1, \
+               updated_at = $1 \
+             WHERE state IN ('pending', 'sent') AND session_id IN (SELECT id FROM sessions \
+               WHERE nas_name = $2 AND nas_identity = $3 AND stopped_at = $1)",
+        )
+        .bind(at)
+        .bind(&event.nas_name)
+        .bind(&event.nas_identity)
+        .bind(SESSION_ENDED)
+        .execute(&mut *conn)
+        .await?;
         let greatest = DIALECT.greatest;
         let sql = format!(
             "INSERT INTO nas_restarts (nas_name, nas_identity, at) VALUES ($1, $2, $3) \
@@ -1467,13 +1543,17 @@ async fn apply_accounting(conn: &mut Conn, event: &AccountingEvent) -> Result<()
     // Twice at most: if another instance opens the same session between
     // our look-up and our insert, the second pass updates its row.
     for _ in 0..2 {
-        let open = sqlx::query(
+        let open = match sqlx::query(
             "SELECT id, started_at, updated_at FROM sessions \
              WHERE session_key = $1 AND stopped_at IS NULL",
         )
         .bind(&key)
         .fetch_optional(&mut *conn)
-        .await?;
+        .await?
+        {
+            Some(open) => Some(open),
+            None => compatible_session(conn, &key, event, true).await?,
+        };
         if let Some(open) = open {
             let (id, started, updated): (i64, i64, i64) = (
                 open.try_get("id")?,
@@ -1500,13 +1580,17 @@ async fn apply_accounting(conn: &mut Conn, event: &AccountingEvent) -> Result<()
             )
             .await;
         }
-        let closed = sqlx::query(
+        let closed = match sqlx::query(
             "SELECT stopped_at, closed_by FROM sessions WHERE session_key = $1 \
              ORDER BY id DESC LIMIT 1",
         )
         .bind(&key)
         .fetch_optional(&mut *conn)
-        .await?;
+        .await?
+        {
+            Some(closed) => Some(closed),
+            None => compatible_session(conn, &key, event, false).await?,
+        };
         if let Some(closed) = closed {
             let stopped: i64 = closed
                 .try_get::<Option<i64>, _>("stopped_at")?
@@ -1537,6 +1621,60 @@ async fn apply_accounting(conn: &mut Conn, event: &AccountingEvent) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The outcome of an enforcement job whose session stopped before the NAS
+/// answered: it is not sent again, and the next connection gets the
+/// profile in force.
+const SESSION_ENDED: &str = "session ended";
+
+/// The session a packet means when its key finds none, open or (with
+/// `open` false) the newest of any: one with its NAS, User-Name and
+/// Acct-Session-Id whose NAS-Port and NAS-Port-Id agree where both say one
+/// (a NAS that leaves them out of some packets of a session), the newest
+/// if several; or one recorded before sessions were keyed by user and
+/// port, which takes the packet's key from now on.
+async fn compatible_session(
+    conn: &mut Conn,
+    key: &str,
+    event: &AccountingEvent,
+    open: bool,
+) -> Result<Option<DbRow>, StoreError> {
+    let port = event.nas_port.map(i64::from);
+    let sql = format!(
+        "SELECT id, started_at, updated_at, stopped_at, closed_by, session_key FROM sessions \
+         WHERE acct_session_id = $1 AND nas_name = $2 AND nas_identity = $3 \
+           AND username = $4 {} \
+           AND (nas_port IS NULL OR $5 IS NULL OR nas_port = $5) \
+           AND (nas_port_id IS NULL OR $6 IS NULL OR nas_port_id = $6) \
+         ORDER BY id DESC LIMIT 1",
+        if open { "AND stopped_at IS NULL" } else { "" }
+    );
+    let found = sqlx::query(&sql)
+        .bind(&event.acct_session_id)
+        .bind(&event.nas_name)
+        .bind(&event.nas_identity)
+        .bind(&event.username)
+        .bind(port)
+        .bind(&event.nas_port_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = &found {
+        let stored: String = row.try_get("session_key")?;
+        let still_open = row.try_get::<Option<i64>, _>("stopped_at")?.is_none();
+        if still_open && stored == event.legacy_session_key() {
+            sqlx::query(
+                "UPDATE sessions SET session_key = $1, nas_port = COALESCE(nas_port, $3) \
+                 WHERE id = $2",
+            )
+            .bind(key)
+            .bind(row.try_get::<i64, _>("id")?)
+            .bind(port)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(found)
 }
 
 /// How long after a session's Stop a Start with its id is taken for a
@@ -1580,7 +1718,8 @@ async fn update_session(
            session_time = COALESCE($7, session_time), \
            input_octets = {greatest}(input_octets, $8), \
            output_octets = {greatest}(output_octets, $9), \
-           terminate_cause = COALESCE($10, terminate_cause) \
+           terminate_cause = COALESCE($10, terminate_cause), \
+           nas_port = COALESCE($11, nas_port), takes_coa = $12 \
          WHERE id = $1"
     );
     sqlx::query(&sql)
@@ -1594,8 +1733,24 @@ async fn update_session(
         .bind(octets(event.input_octets))
         .bind(octets(event.output_octets))
         .bind(&event.terminate_cause)
+        .bind(event.nas_port.map(i64::from))
+        .bind(!event.nas_without_coa)
         .execute(&mut *conn)
         .await?;
+    if let Some(stopped) = stopped_at {
+        // The session is over: a CoA or Disconnect still on its way to it
+        // has nothing left to change.
+        sqlx::query(
+            "UPDATE enforcement SET state = 'dropped', outcome = $3, finished_at = $2, \
+               updated_at = $2 \
+             WHERE session_id = $1 AND state IN ('pending', 'sent')",
+        )
+        .bind(id)
+        .bind(stopped)
+        .bind(SESSION_ENDED)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -1617,11 +1772,12 @@ async fn insert_session(
         "INSERT INTO sessions (session_key, nas_name, nas_identity, nas_address, \
            nas_ip_address, nas_identifier, username, contract_id, acct_session_id, \
            framed_ip_address, calling_station_id, nas_port_id, started_at, updated_at, \
-           stopped_at, session_time, input_octets, output_octets, terminate_cause, closed_by) \
+           stopped_at, session_time, input_octets, output_octets, terminate_cause, closed_by, \
+           nas_port, takes_coa) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, \
            (SELECT contract_id FROM logins WHERE username = $7), \
            $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-           CASE WHEN $14 IS NULL THEN NULL ELSE 'stop' END) \
+           CASE WHEN $14 IS NULL THEN NULL ELSE 'stop' END, $19, $20) \
          ON CONFLICT (session_key) WHERE stopped_at IS NULL DO NOTHING",
     )
     .bind(key)
@@ -1642,6 +1798,8 @@ async fn insert_session(
     .bind(octets(event.input_octets))
     .bind(octets(event.output_octets))
     .bind(&event.terminate_cause)
+    .bind(event.nas_port.map(i64::from))
+    .bind(!event.nas_without_coa)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -1681,6 +1839,7 @@ async fn change_state(
             previous,
             ended_release: None,
             jobs: Vec::new(),
+            at_next_connection: 0,
         });
     }
     let sql = format!(
@@ -1715,7 +1874,7 @@ async fn change_state(
     }
     write_audit(conn, now, actor, action, Some(id), &detail, "ok").await?;
     let released_after = released_before && ended_release.is_none();
-    let jobs = queue_enforcement(
+    let queued = queue_enforcement(
         conn,
         id,
         policy::effective_profile(previous, released_before),
@@ -1728,7 +1887,8 @@ async fn change_state(
         contract,
         previous,
         ended_release,
-        jobs,
+        jobs: queued.jobs,
+        at_next_connection: queued.at_next_connection,
     })
 }
 
@@ -1864,10 +2024,29 @@ async fn queue_enforcement(
     after: Option<Profile>,
     cause: &str,
     now: DateTime<Utc>,
-) -> Result<Vec<i64>, StoreError> {
-    let jobs = queue_enforcement_many(conn, &[(contract_id, cause.to_owned())], before, after, now)
-        .await?;
-    Ok(jobs.into_iter().map(|(id, _)| id).collect())
+) -> Result<Queued, StoreError> {
+    let targets = [(contract_id, cause.to_owned())];
+    let jobs = queue_enforcement_many(conn, &targets, before, after, now).await?;
+    let at_next_connection = if before == after {
+        0
+    } else {
+        let mut count = with_open_sessions(&targets);
+        count.push(" SELECT COUNT(*) FROM open_sessions WHERE NOT takes_coa");
+        let n: i64 = count.build_query_scalar().fetch_one(&mut *conn).await?;
+        usize::try_from(n).unwrap_or(0)
+    };
+    Ok(Queued {
+        jobs: jobs.into_iter().map(|(id, _)| id).collect(),
+        at_next_connection,
+    })
+}
+
+/// The enforcement a change of one contract queued.
+struct Queued {
+    jobs: Vec<i64>,
+    /// Its open sessions on a NAS that takes no CoA: the change reaches
+    /// them when they connect again.
+    at_next_connection: usize,
 }
 
 /// [`queue_enforcement`] for many contracts, each with its cause, that
@@ -1906,7 +2085,8 @@ async fn queue_enforcement_many(
         .push_bind(profile_name(after))
         .push(
             ", t.cause, 'pending' FROM open_sessions o \
-             JOIN targets t ON t.contract_id = o.contract_id RETURNING id, contract_id",
+             JOIN targets t ON t.contract_id = o.contract_id WHERE o.takes_coa \
+             RETURNING id, contract_id",
         );
     let rows = insert.build().fetch_all(&mut *conn).await?;
     rows.iter()
@@ -1931,10 +2111,10 @@ fn with_open_sessions<'a>(contracts: &'a [(&'a str, String)]) -> QueryBuilder<'a
             .push_unseparated(")");
     }
     query.push(
-        "), open_sessions (id, contract_id) AS ( \
-           SELECT s.id, s.contract_id FROM targets t \
+        "), open_sessions (id, contract_id, takes_coa) AS ( \
+           SELECT s.id, s.contract_id, s.takes_coa FROM targets t \
              JOIN sessions s ON s.contract_id = t.contract_id AND s.stopped_at IS NULL \
-           UNION SELECT s.id, l.contract_id FROM targets t \
+           UNION SELECT s.id, l.contract_id, s.takes_coa FROM targets t \
              JOIN logins l ON l.contract_id = t.contract_id \
              JOIN sessions s ON s.username = l.username AND s.stopped_at IS NULL)",
     );
@@ -2331,6 +2511,9 @@ fn session_from(row: &DbRow) -> Result<Session, StoreError> {
         acct_session_id: row.try_get("acct_session_id")?,
         framed_ip_address: row.try_get("framed_ip_address")?,
         calling_station_id: row.try_get("calling_station_id")?,
+        nas_port: row
+            .try_get::<Option<i64>, _>("nas_port")?
+            .and_then(|port| u32::try_from(port).ok()),
         nas_port_id: row.try_get("nas_port_id")?,
         started_at: column_instant(row, "started_at")?,
         updated_at: column_instant(row, "updated_at")?,
@@ -2341,6 +2524,7 @@ fn session_from(row: &DbRow) -> Result<Session, StoreError> {
         input_octets: counter("input_octets")?,
         output_octets: counter("output_octets")?,
         terminate_cause: row.try_get("terminate_cause")?,
+        takes_coa: row.try_get("takes_coa")?,
     })
 }
 

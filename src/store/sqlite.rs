@@ -504,4 +504,106 @@ mod tests {
             .map(|row| row.get::<String, _>("detail"))
             .collect()
     }
+
+    fn event(kind: AccountingKind, user: &str, at_second: i64) -> AccountingEvent {
+        AccountingEvent {
+            kind,
+            at: at(at_second),
+            nas_name: "bras".into(),
+            nas_identity: "10.0.0.1".into(),
+            nas_address: "10.0.0.1".into(),
+            username: user.into(),
+            acct_session_id: "5F2A9C01".into(),
+            nas_port: Some(0),
+            ..AccountingEvent::default()
+        }
+    }
+
+    async fn open_sessions(store: &SqliteStore) -> Vec<crate::model::Session> {
+        store.sessions(None, true, 100).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_session_is_found_under_its_old_key_or_without_its_port_attributes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let start = event(AccountingKind::Start, "ana", NOON);
+        store
+            .record_accounting(std::slice::from_ref(&start))
+            .await
+            .unwrap();
+        // As a database from before the key had user and port held it.
+        sqlx::query("UPDATE sessions SET session_key = $1, nas_port = NULL")
+            .bind(start.legacy_session_key())
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let interim = AccountingEvent {
+            input_octets: 1000,
+            ..event(AccountingKind::Interim, "ana", NOON + 60)
+        };
+        store.record_accounting(&[interim]).await.unwrap();
+        let open = open_sessions(&store).await;
+        assert_eq!(open.len(), 1, "the Interim found the old session: {open:?}");
+        assert_eq!(open[0].input_octets, 1000);
+        assert_eq!(open[0].nas_port, Some(0));
+        let key: String = sqlx::query_scalar("SELECT session_key FROM sessions")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(key, start.session_key(), "re-keyed");
+        // A packet of the session that leaves NAS-Port out is still its own.
+        let portless = AccountingEvent {
+            nas_port: None,
+            input_octets: 2000,
+            ..event(AccountingKind::Interim, "ana", NOON + 90)
+        };
+        store.record_accounting(&[portless]).await.unwrap();
+        let open = open_sessions(&store).await;
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0].input_octets, 2000);
+        // Another user's packet with the same Acct-Session-Id is not it.
+        let other = event(AccountingKind::Stop, "bia", NOON + 61);
+        store.record_accounting(&[other]).await.unwrap();
+        assert_eq!(open_sessions(&store).await.len(), 1);
+        let stop = event(AccountingKind::Stop, "ana", NOON + 120);
+        store.record_accounting(&[stop]).await.unwrap();
+        assert!(open_sessions(&store).await.is_empty());
+    }
+
+    #[test]
+    fn session_keys_tell_apart_users_and_ports_and_fields_that_run_together() {
+        let base = event(AccountingKind::Start, "ana", NOON);
+        let key = base.session_key();
+        let other_user = event(AccountingKind::Start, "bia", NOON);
+        let other_port = AccountingEvent {
+            nas_port: Some(1),
+            ..base.clone()
+        };
+        let no_port = AccountingEvent {
+            nas_port: None,
+            ..base.clone()
+        };
+        let port_id = AccountingEvent {
+            nas_port_id: Some("ether1".into()),
+            ..base.clone()
+        };
+        // "ana" + "5F2A9C01" against "ana5" + "F2A9C01".
+        let shifted = AccountingEvent {
+            username: "ana5".into(),
+            acct_session_id: "F2A9C01".into(),
+            ..base.clone()
+        };
+        for different in [&other_user, &other_port, &no_port, &port_id, &shifted] {
+            assert_ne!(different.session_key(), key, "{different:?}");
+        }
+        // What is not part of a session's identity does not change its key.
+        let later = AccountingEvent {
+            kind: AccountingKind::Stop,
+            at: at(NOON + 600),
+            input_octets: 5,
+            ..base.clone()
+        };
+        assert_eq!(later.session_key(), key);
+    }
 }

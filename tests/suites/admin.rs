@@ -588,6 +588,7 @@ fn state_survives_a_restart() {
     let mut release = v["data"].clone();
     let outcome = release.as_object_mut().unwrap();
     assert_eq!(outcome.remove("sessions_told"), Some(json!(0)));
+    assert_eq!(outcome.remove("sessions_at_next_connection"), Some(json!(0)));
     outcome.remove("enforcement");
 
     let status = daemon.stop();

@@ -507,3 +507,76 @@ fn wait_gives_up_at_the_wait_timeout_and_says_what_is_pending() {
         settled_job(&daemon);
     }
 }
+
+#[test]
+fn a_nas_that_takes_no_coa_is_sent_nothing_and_a_change_waits_for_the_next_connection() {
+    if common::backend_missing() {
+        return;
+    }
+    let coa = CoaNas::bind();
+    let (daemon, _acct) = start(&coa, "none");
+    let (rc, v) = daemon.ctl_json(&["release", "1", "--wait"]);
+    assert_eq!(rc, 0, "{v}");
+    assert_eq!(v["data"]["sessions_told"], 0);
+    assert_eq!(v["data"]["sessions_at_next_connection"], 1);
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("1 online session on a NAS that takes no CoA")
+            && message.contains("applies at its next connection"),
+        "{message}"
+    );
+    assert!(jobs(&daemon).is_empty(), "no job is queued");
+    let text = common::stdout(&daemon.ctl(&["contract", "show", "1"]));
+    assert!(
+        text.contains("no CoA: a change applies at the next connection"),
+        "{text}"
+    );
+    let (rc, v) = daemon.ctl_json(&["contract", "state", "1", "cancelled"]);
+    assert_eq!(rc, 0, "{v}");
+    assert_eq!(v["data"]["sessions_at_next_connection"], 1);
+    assert!(jobs(&daemon).is_empty());
+
+    // The NAS learns CoA: after a reload, its sessions are told again.
+    daemon.edit_config(|text| text.replace("coa_mode = \"none\"", "coa_mode = \"coa\""));
+    daemon.signal(Signal::HUP);
+    daemon.wait_for_log("configuration reloaded");
+    daemon.wait_for_log("sessions marked: NAS entries without CoA: []");
+    let ((rc, v), request) = while_nas_answers(
+        &daemon,
+        &coa,
+        &["contract", "state", "1", "active"],
+        Answer::Ack,
+    );
+    assert_eq!(rc, 0, "{v}");
+    assert_eq!(v["data"]["sessions_told"], 1);
+    assert!(request.is_coa());
+    assert_eq!(settled_job(&daemon)["state"], "acked");
+}
+
+#[test]
+fn a_request_whose_session_stops_is_finished_as_session_ended() {
+    if common::backend_missing() {
+        return;
+    }
+    let coa = CoaNas::bind();
+    let (daemon, mut acct) = start(&coa, "coa");
+    let (rc, v) = daemon.ctl_json(&["release", "1"]);
+    assert_eq!(rc, 0, "{v}");
+    // The NAS takes the request but does not answer; the customer hangs up.
+    let first = coa.expect();
+    assert!(first.is_coa());
+    acct.accounting(
+        2,
+        &[
+            (attr::USER_NAME, b"maria"),
+            (attr::ACCT_SESSION_ID, b"s-1"),
+            (attr::NAS_IP_ADDRESS, &[127u8, 0, 0, 1]),
+        ],
+    )
+    .expect("Stop answered");
+    let job = settled_job(&daemon);
+    assert_eq!(job["state"], "dropped", "{job}");
+    assert_eq!(job["outcome"], "session ended");
+    // That nothing is sent after it, the paused-time test in
+    // src/enforcer/tests.rs shows, past every retransmission.
+}

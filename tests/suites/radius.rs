@@ -722,3 +722,185 @@ fn ms_chap_v2_logins_follow_the_contract_and_carry_the_mppe_keys() {
     ]);
     assert_eq!((rc, v["code"].as_str()), (2, Some("invalid_value")), "{v}");
 }
+
+#[test]
+fn subscribers_given_the_same_acct_session_id_are_separate_sessions() {
+    if common::backend_missing() {
+        return;
+    }
+    // pppd makes Acct-Session-Id from the second alone: after a BRAS
+    // reboot, every subscriber connecting in one second shares it.
+    let (daemon, _, mut acct) = start("");
+    let sid: &[u8] = b"5F2A9C01";
+    let login = |name: &'static str, port: u32| {
+        [
+            (attr::USER_NAME, name.as_bytes().to_vec()),
+            (attr::ACCT_SESSION_ID, sid.to_vec()),
+            (attr::NAS_PORT, port.to_be_bytes().to_vec()),
+        ]
+    };
+    let send = |acct: &mut Nas, status: u32, fields: &[(u8, Vec<u8>)]| {
+        let attributes: Vec<(u8, &[u8])> = fields.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+        acct.accounting(status, &attributes).expect("accounting answered");
+    };
+    let ana = login("ativo", 0);
+    let bia = login("liberado", 1);
+    send(&mut acct, 1, &ana);
+    send(&mut acct, 1, &bia);
+    // The same user on two ports (two PPPoE links) is two sessions too.
+    let ana_again = login("ativo", 2);
+    send(&mut acct, 1, &ana_again);
+    let online = sessions(&daemon, &["--online"]);
+    assert_eq!(online.len(), 3, "{online:?}");
+    let ports = |list: &[Value]| {
+        let mut ports: Vec<(String, u64)> = list
+            .iter()
+            .map(|s| {
+                (
+                    s["username"].as_str().unwrap().to_owned(),
+                    s["nas_port"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        ports.sort();
+        ports
+    };
+    assert_eq!(
+        ports(&online),
+        [("ativo".into(), 0), ("ativo".into(), 2), ("liberado".into(), 1)]
+    );
+    // Each Stop closes its own session.
+    send(&mut acct, 2, &bia);
+    assert_eq!(
+        ports(&sessions(&daemon, &["--online"])),
+        [("ativo".into(), 0), ("ativo".into(), 2)]
+    );
+    send(&mut acct, 2, &ana);
+    assert_eq!(
+        ports(&sessions(&daemon, &["--online"])),
+        [("ativo".into(), 2)]
+    );
+    send(&mut acct, 2, &ana_again);
+    assert!(sessions(&daemon, &["--online"]).is_empty());
+    assert_eq!(sessions(&daemon, &[]).len(), 3);
+}
+
+/// A PAP Access-Request from `nas`, signed with Message-Authenticator or
+/// not, with Proxy-State or not.
+fn pap_from(nas: &mut Nas, user: &str, password: &str, signed: bool, proxy_state: bool) -> Vec<u8> {
+    let request_auth = authenticator();
+    let hidden = packet::hide_password(password.as_bytes(), &request_auth, &nas.secret.clone());
+    let mut attributes: Vec<(u8, &[u8])> = Vec::new();
+    if signed {
+        attributes.push((attr::MESSAGE_AUTHENTICATOR, &[0; 16]));
+    }
+    attributes.push((attr::USER_NAME, user.as_bytes()));
+    attributes.push((attr::USER_PASSWORD, &hidden));
+    if proxy_state {
+        attributes.push((attr::PROXY_STATE, b"proxy-1"));
+    }
+    nas.request(code::ACCESS_REQUEST, request_auth, &attributes)
+}
+
+fn auto_drops(daemon: &Daemon, reason: &str) -> u64 {
+    nas_counters(daemon, "auto-bras")["drops"][reason]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Sends `request` and waits until the daemon counts it dropped for
+/// `reason`; it must go unanswered.
+fn assert_auto_dropped(daemon: &Daemon, nas: &mut Nas, request: &[u8], reason: &str) {
+    let before = auto_drops(daemon, reason);
+    nas.send(request);
+    common::poll_until(&format!("a drop for {reason}"), || {
+        let now = auto_drops(daemon, reason);
+        (now > before).then_some(()).ok_or_else(|| format!("{now} drops"))
+    });
+    assert!(nas.receive(request, Duration::from_millis(100)).is_none());
+}
+
+#[test]
+fn message_authenticator_is_required_once_a_nas_is_seen_sending_it_and_after_a_restart() {
+    if common::backend_missing() {
+        return;
+    }
+    // No require_message_authenticator: "auto", with limit_proxy_state.
+    let (mut daemon, _, _) = start(&format!(
+        "[[nas]]\nname = \"auto-bras\"\naddress = \"127.0.0.4/30\"\nsecret = \"auto\"\n{}",
+        common::PROFILES
+    ));
+    let (auth, _) = daemon.radius_addresses();
+    let mut bras = Nas::bound("127.0.0.4:0", auth, "auto");
+    let mut neighbour = Nas::bound("127.0.0.5:0", auth, "auto");
+    // A NAS that never signed (pppd) is served.
+    let unsigned = pap_from(&mut bras, "ativo", "pw-ativo", false, false);
+    assert_eq!(bras.exchange(&unsigned).unwrap().code, code::ACCESS_ACCEPT);
+    let (_, v) = daemon.ctl_json(&["nas", "list"]);
+    let entry = v["data"]["nas"].as_array().unwrap().iter().find(|n| n["name"] == "auto-bras").unwrap().clone();
+    assert_eq!(entry["require_message_authenticator"], "auto");
+    assert_eq!(entry["signing_sources"], serde_json::json!([]));
+    // Proxy-State without Message-Authenticator: dropped (BlastRADIUS).
+    let proxied = pap_from(&mut bras, "ativo", "pw-ativo", false, true);
+    assert_auto_dropped(&daemon, &mut bras, &proxied, "proxy_state_without_message_authenticator");
+    daemon.wait_for_log("limit_proxy_state = false");
+    // Signed, Proxy-State is taken and echoed.
+    let signed_proxied = pap_from(&mut bras, "ativo", "pw-ativo", true, true);
+    let reply = bras.exchange(&signed_proxied).unwrap();
+    assert_eq!(reply.code, code::ACCESS_ACCEPT);
+    assert_eq!(reply.attribute(attr::PROXY_STATE), Some(&b"proxy-1"[..]));
+    daemon.wait_for_log("this NAS signs its Access-Requests");
+    // From now on this address must sign; the other address of the entry
+    // has not signed yet and need not.
+    let unsigned = pap_from(&mut bras, "ativo", "pw-ativo", false, false);
+    assert_auto_dropped(&daemon, &mut bras, &unsigned, "missing_message_authenticator");
+    daemon.wait_for_log("if it no longer does, set require_message_authenticator = false");
+    let from_neighbour = pap_from(&mut neighbour, "ativo", "pw-ativo", false, false);
+    assert_eq!(
+        neighbour.exchange(&from_neighbour).unwrap().code,
+        code::ACCESS_ACCEPT
+    );
+    let (_, v) = daemon.ctl_json(&["nas", "list"]);
+    let entry = v["data"]["nas"].as_array().unwrap().iter().find(|n| n["name"] == "auto-bras").unwrap().clone();
+    assert_eq!(entry["signing_sources"], serde_json::json!(["127.0.0.4"]));
+    let table = common::stdout(&daemon.ctl(&["nas", "list"]));
+    assert!(table.contains("auto: required from 127.0.0.4"), "{table}");
+
+    // Remembered across a restart.
+    assert!(daemon.stop().success());
+    daemon.launch();
+    let (auth, _) = daemon.radius_addresses();
+    let mut bras = Nas::bound("127.0.0.4:0", auth, "auto");
+    let unsigned = pap_from(&mut bras, "ativo", "pw-ativo", false, false);
+    assert_auto_dropped(&daemon, &mut bras, &unsigned, "missing_message_authenticator");
+    let signed = pap_from(&mut bras, "ativo", "pw-ativo", true, false);
+    assert_eq!(bras.exchange(&signed).unwrap().code, code::ACCESS_ACCEPT);
+}
+
+#[test]
+fn a_nas_that_must_sign_is_told_which_setting_lets_it_in() {
+    if common::backend_missing() {
+        return;
+    }
+    let (daemon, _, _) = start(&format!(
+        "[[nas]]\nname = \"auto-bras\"\naddress = \"127.0.0.4/30\"\nsecret = \"auto\"\n\
+         require_message_authenticator = true\n{}",
+        common::PROFILES
+    ));
+    let (auth, _) = daemon.radius_addresses();
+    let mut bras = Nas::bound("127.0.0.4:0", auth, "auto");
+    let unsigned = pap_from(&mut bras, "ativo", "pw-ativo", false, false);
+    assert_auto_dropped(&daemon, &mut bras, &unsigned, "missing_message_authenticator");
+    daemon.wait_for_log("set require_message_authenticator = \"auto\" (or false)");
+    // Once per interval per NAS, however many are dropped.
+    for _ in 0..3 {
+        let unsigned = pap_from(&mut bras, "ativo", "pw-ativo", false, false);
+        assert_auto_dropped(&daemon, &mut bras, &unsigned, "missing_message_authenticator");
+    }
+    let lines = daemon
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("Access-Request dropped"))
+        .count();
+    assert_eq!(lines, 1, "{}", daemon.log_text());
+}
