@@ -927,6 +927,18 @@ impl Config {
                 self.admin.socket_mode
             ));
         }
+        for nas in &self.nas {
+            if nas.require_message_authenticator == MessageAuthenticatorRule::NotRequired
+                && !nas.limit_proxy_state
+            {
+                warnings.push(format!(
+                    "nas {:?}: require_message_authenticator = false with limit_proxy_state = \
+                     false takes forged Access-Requests (BlastRADIUS, CVE-2024-3596); use \
+                     \"auto\", or keep limit_proxy_state",
+                    nas.name
+                ));
+            }
+        }
         warnings
     }
 
@@ -1173,6 +1185,13 @@ mod tests {
             MessageAuthenticatorRule::Auto
         );
         assert!(!nas("limit_proxy_state = false").unwrap().1);
+        let open = load(
+            "[[nas]]\nname = \"n\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\n\
+             require_message_authenticator = false\nlimit_proxy_state = false\n",
+            &[],
+        )
+        .unwrap();
+        assert!(open.warnings().iter().any(|w| w.contains("BlastRADIUS")));
         let e = nas("require_message_authenticator = \"sometimes\"")
             .unwrap_err()
             .to_string();
