@@ -741,6 +741,47 @@ impl Config {
         changed
     }
 
+    /// The admin socket a configuration file names (with `LIBERAD_…`
+    /// overrides), reading nothing else: what `liberactl --config` needs,
+    /// without the dictionaries, the secrets or the rest being valid.
+    pub fn admin_socket(path: &Path) -> Result<PathBuf, ConfigError> {
+        #[derive(Deserialize)]
+        struct Only {
+            #[serde(default)]
+            admin: OnlyAdmin,
+        }
+        #[derive(Deserialize, Default)]
+        struct OnlyAdmin {
+            #[serde(default = "default_socket")]
+            socket: PathBuf,
+        }
+        let origin = path.display().to_string();
+        let error = |message: String| ConfigError {
+            origin: origin.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| error(format!("cannot read the configuration file: {e}")))?;
+        let overrides: config::Map<String, String> = std::env::vars()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(&format!("{ENV_PREFIX}_ADMIN__SOCKET")))
+            .collect();
+        let only: Only = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("_")
+                    .separator("__")
+                    .source(Some(overrides)),
+            )
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| error(describe_error(&e)))?;
+        if only.admin.socket.as_os_str().is_empty() {
+            return Err(error("admin.socket: the socket path is empty".to_owned()));
+        }
+        Ok(only.admin.socket)
+    }
+
     /// [`Config::load`] with an explicit environment, for tests.
     pub fn load_with_env(
         path: &Path,
@@ -799,8 +840,10 @@ impl Config {
     }
 
     /// Checks that need more than one value's type: every numeric key
-    /// within its documented range, values that depend on each other, and
-    /// the RADIUS settings compiled.
+    /// within its documented range, and values that depend on each other.
+    /// The RADIUS part (dictionaries, NAS secrets, profile attributes) is
+    /// checked by compiling it, which only the daemon does
+    /// (`radius::Settings::build`).
     fn validate(&self) -> Result<(), String> {
         check_log_level(&self.log.level)?;
         if self.admin.socket.as_os_str().is_empty() {
@@ -831,7 +874,6 @@ impl Config {
         for (i, nas) in self.nas.iter().enumerate() {
             Range::new(format!("nas[{i}].coa_port"), nas.coa_port, 1, 65_535).check()?;
         }
-        crate::radius::Settings::build(self)?;
         Ok(())
     }
 

@@ -86,9 +86,11 @@ pub fn signals() -> Result<mpsc::UnboundedReceiver<Control>, StartError> {
     Ok(rx)
 }
 
-/// Runs liberad until a stop comes on `controls`.
+/// Runs liberad, with the RADIUS settings compiled from `config`, until a
+/// stop comes on `controls`.
 pub async fn run(
     config: Config,
+    settings: Settings,
     config_path: PathBuf,
     log: Option<LogControl>,
     mut controls: mpsc::UnboundedReceiver<Control>,
@@ -110,9 +112,7 @@ pub async fn run(
 
     let shutdown = CancellationToken::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let settings = Arc::new(ArcSwap::from_pointee(
-        Settings::build(&config).map_err(StartError::Radius)?,
-    ));
+    let settings = Arc::new(ArcSwap::from_pointee(settings));
     let sockets = Sockets::bind(&config.radius).map_err(|e| StartError::Radius(e.to_string()))?;
     let local = |socket: &tokio::net::UdpSocket| {
         socket

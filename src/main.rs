@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use liberad::config::Config;
+use liberad::radius::Settings;
 
 /// mimalloc rather than glibc's malloc: each RADIUS request allocates and
 /// frees many small blocks and one task of a few kilobytes, and glibc's
@@ -43,6 +44,18 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // The RADIUS part compiled once: dictionaries, secrets, profiles.
+    let settings = match Settings::build(&config) {
+        Ok(settings) => settings,
+        Err(message) => {
+            let e = liberad::config::ConfigError {
+                origin: args.config.display().to_string(),
+                message,
+            };
+            eprintln!("liberad: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if args.check_config {
         for warning in config.warnings() {
             eprintln!("liberad: warning: {warning}");
@@ -68,7 +81,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(liberad::daemon::run(config, args.config, log, controls));
+    let result = runtime.block_on(liberad::daemon::run(
+        config,
+        settings,
+        args.config,
+        log,
+        controls,
+    ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

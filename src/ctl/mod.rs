@@ -296,8 +296,7 @@ fn socket_path(cli: &Cli) -> Result<PathBuf, String> {
         return Ok(socket.clone());
     }
     if let Some(path) = &cli.config {
-        let config = Config::load(path).map_err(|e| e.to_string())?;
-        return Ok(config.admin.socket);
+        return Config::admin_socket(path).map_err(|e| e.to_string());
     }
     Ok(PathBuf::from(DEFAULT_SOCKET))
 }

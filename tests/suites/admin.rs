@@ -754,6 +754,31 @@ fn liberactl_exit_codes_and_socket_discovery() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // liberactl reads only the socket path of the configuration: a
+    // dictionary it cannot read, a NAS without secret and an unknown key
+    // are the daemon's business, not the operator's tool's.
+    let partial = write_file(
+        &daemon.dir,
+        "operator.toml",
+        &format!(
+            "[admin]\nsocket = \"{}\"\n[radius]\ndictionaries = [\"/nonexistent/dictionary\"]\n\
+             [[nas]]\nname = \"x\"\naddress = \"10.0.0.1\"\nsome_future_key = 1\n",
+            daemon.socket.display()
+        ),
+    );
+    let out = Command::new(LIBERACTL)
+        .args(["--config", partial.to_str().unwrap(), "ping"])
+        .env_remove("LIBERAD_SOCKET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // While the daemon refuses it, naming the dictionary.
+    let out = Command::new(LIBERAD)
+        .args(["--check-config", "--config", partial.to_str().unwrap()])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
 }
 
 #[test]
@@ -785,6 +810,25 @@ fn check_config_exits_0_or_78() {
     );
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/liberad.toml");
     assert_eq!(run(&example).status.code(), Some(0));
+    // So is the RADIUS part, compiled by --check-config as by a start.
+    let bad_profile = write_file(
+        temp.path(),
+        "profile.toml",
+        "[profiles.blocked]\naction = \"accept\"\nreply = [\"No-Such-Attribute = 1\"]\n",
+    );
+    let out = run(&bad_profile);
+    assert_eq!(out.status.code(), Some(78));
+    let text = stderr(&out);
+    assert!(
+        text.contains("No-Such-Attribute") && text.contains("profile.toml"),
+        "{text}"
+    );
+    let out = Command::new(LIBERAD)
+        .args(["--config", bad_profile.to_str().unwrap()])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     // A bad config also stops a normal start with 78.
     let out = Command::new(LIBERAD)
         .args(["--config", bad.to_str().unwrap()])
