@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
 use liberad::config::{DatabaseConfig, DatabaseUrl};
+use liberad::model::AccountingEvent;
 use liberad::model::Actor;
-use liberad::store::AccountingEvent;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct SubscribersArgs {

@@ -635,6 +635,44 @@ pub fn parse_with(text: &str, check: &AttributeCheck) -> Result<ImportPlan, Impo
     }
 }
 
+/// What an import wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImportCounts {
+    pub contracts_created: u64,
+    pub contracts_updated: u64,
+    pub contracts_unchanged: u64,
+    pub logins_created: u64,
+    pub logins_updated: u64,
+    pub logins_unchanged: u64,
+    /// CoA / Disconnect jobs queued by state changes.
+    pub enforcement_jobs: u64,
+}
+
+/// What an import did (the admin socket's answer too).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImportOutcome {
+    /// Whether anything was written (not when rows were rejected without
+    /// `skip_invalid`).
+    pub applied: bool,
+    /// Data rows read.
+    pub rows: u64,
+    pub counts: ImportCounts,
+    /// The rejected rows, the first [`MAX_LISTED_REJECTIONS`] of them.
+    pub rejected: Vec<RejectedRow>,
+    /// How many rows were rejected in all.
+    #[serde(default)]
+    pub rejected_total: u64,
+}
+
+impl ImportOutcome {
+    pub(crate) fn reject(&mut self, row: RejectedRow) {
+        self.rejected_total += 1;
+        if self.rejected.len() < MAX_LISTED_REJECTIONS {
+            self.rejected.push(row);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

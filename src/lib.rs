@@ -6,14 +6,25 @@
 //!
 //! - [`policy`]: the release rules, pure functions of their inputs and an
 //!   explicit `now` — eligibility, end instant, next allowed date, profile;
-//! - [`model`]: contracts, logins, releases, audit entries, and the checks
-//!   values pass before they are stored;
-//! - [`store`]: the database behind one interface (SQLite now);
+//! - [`model`]: contracts, logins, releases, audit entries, the checks
+//!   values pass before they are stored, and the records the RADIUS
+//!   server, the enforcer, the admin socket and the store exchange
+//!   (accounting events, logins as RADIUS reads them, outbox jobs, NAS
+//!   counters, the database's write status);
+//! - [`store`]: the database behind one interface, SQLite or PostgreSQL;
+//!   the only module that names `sqlx`;
+//! - [`radius`]: the RADIUS listeners and their pure core (packets,
+//!   dictionaries, decisions, accounting), with the settings compiled from
+//!   the configuration once by the daemon;
+//! - [`enforcer`] and [`scheduler`]: CoA / Disconnect to online sessions,
+//!   and the end of each release at its instant;
 //! - [`import`]: reading a CSV of contracts and logins into an import plan;
 //! - [`admin`]: the Unix socket operators reach with `liberactl`, its
 //!   protocol, and what each request does;
 //! - [`ctl`]: `liberactl` itself;
-//! - [`config`], [`logging`], [`clock`], [`daemon`]: the process around it.
+//! - [`config`], [`logging`], [`clock`], [`telemetry`], [`daemon`]: the
+//!   process around it. `config` reads and checks the file and knows
+//!   nothing of RADIUS.
 //!
 //! `src/main.rs` (the daemon) and `src/bin/liberactl.rs` (the CLI) only call
 //! into this library.

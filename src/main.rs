@@ -44,8 +44,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    // The RADIUS part compiled once: dictionaries, secrets, profiles.
-    let settings = match Settings::build(&config) {
+    // The RADIUS part compiled once: dictionaries, secrets, profiles; and
+    // the database URL read as the store reads it.
+    let settings = match liberad::store::check_url(&config.database_url())
+        .and_then(|()| Settings::build(&config))
+    {
         Ok(settings) => settings,
         Err(message) => {
             let e = liberad::config::ConfigError {

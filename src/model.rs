@@ -4,13 +4,14 @@
 //! The same types travel over the admin socket, so the daemon and `liberactl`
 //! agree on them by construction.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::ContractState;
+use crate::policy::{ContractState, Profile};
 
 /// Longest contract id accepted (ids come from the billing system).
 pub const MAX_CONTRACT_ID: usize = 64;
@@ -542,6 +543,230 @@ impl Actor {
             (None, Some(uid)) => format!("uid {uid}"),
             (None, None) => "unknown".to_owned(),
         }
+    }
+}
+
+// The records RADIUS, the enforcer and the store exchange.
+
+/// What `ping` and the metrics show of the database's writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteStatus {
+    pub writable: bool,
+    /// Why writes fail, in a few words ("disk full", "read-only").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// The last error, as the database gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Since when writes fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Writes that failed since then.
+    #[serde(default)]
+    pub failures: u64,
+    /// Writes refused since the daemon started, by cause.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused_by_cause: BTreeMap<String, u64>,
+}
+
+/// An online session as the enforcer addresses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionTarget {
+    pub nas_name: String,
+    /// Where the NAS's accounting came from.
+    pub nas_address: String,
+    pub username: String,
+    pub acct_session_id: String,
+    pub framed_ip_address: Option<String>,
+    pub nas_ip_address: Option<String>,
+    pub nas_identifier: Option<String>,
+}
+
+/// An enforcement job as the enforcer works on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxJob {
+    pub id: i64,
+    pub session_id: i64,
+    pub contract_id: String,
+    /// The profile to move to; `None` for a cancelled contract.
+    pub profile: Option<Profile>,
+    pub kind: Option<RequestKind>,
+    pub fallback: bool,
+    /// The request as sent, once sent.
+    pub packet: Option<Vec<u8>>,
+    pub sends: u32,
+    /// What happened so far (a CoA that fell back says why).
+    pub outcome: Option<String>,
+    pub target: SessionTarget,
+}
+
+/// An instance's hold on the jobs it sends, until a moment: renewed with
+/// each send, so that another instance takes over only the jobs of one that
+/// stopped sending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub instance: String,
+    pub until: DateTime<Utc>,
+}
+
+/// A job about to be sent: the request built for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobClaim<'a> {
+    pub id: i64,
+    pub kind: RequestKind,
+    pub packet: &'a [u8],
+}
+
+/// How a job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobResult {
+    pub state: JobState,
+    pub outcome: String,
+    pub error_cause: Option<u32>,
+    /// The NAS said the session does not exist (Error-Cause 503): close
+    /// our record of it.
+    pub close_session: bool,
+}
+
+/// An open session of a contract and the last enforcement sent to it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionEnforcement {
+    pub session: Session,
+    pub last_job: Option<EnforcementJob>,
+}
+
+/// What the RADIUS server needs to decide an Access-Request for a login.
+#[derive(Clone, Debug)]
+pub struct AuthRecord {
+    pub username: String,
+    pub password: Password,
+    pub contract_id: String,
+    pub state: ContractState,
+    /// End of the contract's release not yet recorded as ended, if any.
+    pub open_release_ends_at: Option<DateTime<Utc>>,
+    pub reply: Vec<ReplyAttribute>,
+}
+
+/// What an accounting packet says happened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccountingKind {
+    #[default]
+    Start,
+    Interim,
+    Stop,
+    /// Accounting-On: the NAS (re)started; none of its sessions survive.
+    On,
+    /// Accounting-Off: the NAS is stopping; all its sessions end.
+    Off,
+}
+
+/// One accounting packet's worth of change to the sessions table. The
+/// default is a Start with nothing but its key left to fill in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountingEvent {
+    pub kind: AccountingKind,
+    /// When it happened (arrival minus Acct-Delay-Time).
+    pub at: DateTime<Utc>,
+    pub nas_name: String,
+    pub nas_identity: String,
+    pub nas_address: String,
+    pub nas_ip_address: Option<String>,
+    pub nas_identifier: Option<String>,
+    pub username: String,
+    pub acct_session_id: String,
+    pub framed_ip_address: Option<String>,
+    pub calling_station_id: Option<String>,
+    pub nas_port: Option<u32>,
+    pub nas_port_id: Option<String>,
+    /// The NAS entry says `coa_mode = "none"`: no CoA or Disconnect is
+    /// queued for the session.
+    pub nas_without_coa: bool,
+    pub session_time: Option<u32>,
+    pub input_octets: u64,
+    pub output_octets: u64,
+    pub terminate_cause: Option<String>,
+}
+
+impl AccountingEvent {
+    /// The key of the session among the open ones: what identifies a
+    /// session on its NAS, as FreeRADIUS's `acct_unique` takes it (the NAS,
+    /// User-Name, Acct-Session-Id, NAS-Port and NAS-Port-Id), hashed. Two
+    /// subscribers given the same Acct-Session-Id are two sessions.
+    pub fn session_key(&self) -> String {
+        use md5::Digest;
+        let mut hash = md5::Md5::new();
+        let mut field = |value: Option<&str>| match value {
+            // Length-prefixed, so that no two lists of fields run together
+            // into the same bytes.
+            Some(text) => {
+                hash.update((text.len() as u64).to_be_bytes());
+                hash.update(text.as_bytes());
+            }
+            None => hash.update(u64::MAX.to_be_bytes()),
+        };
+        field(Some(&self.nas_name));
+        field(Some(&self.nas_identity));
+        field(Some(&self.username));
+        field(Some(&self.acct_session_id));
+        field(self.nas_port.map(|port| port.to_string()).as_deref());
+        field(self.nas_port_id.as_deref());
+        hash.finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    /// The key sessions had before they were told apart by user and port:
+    /// a session recorded then is found under it once, and re-keyed.
+    pub fn legacy_session_key(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.nas_name, self.nas_identity, self.acct_session_id
+        )
+    }
+}
+
+/// A configured NAS and its counters, as `nas list` shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NasView {
+    pub name: String,
+    pub address: String,
+    pub require_message_authenticator: crate::config::MessageAuthenticatorRule,
+    /// With `"auto"`: the addresses it has been seen signing from, from
+    /// which Message-Authenticator is now required.
+    #[serde(default)]
+    pub signing_sources: Vec<String>,
+    pub limit_proxy_state: bool,
+    pub coa_port: u16,
+    pub coa_mode: crate::config::CoaMode,
+    pub counters: CounterSnapshot,
+}
+
+/// All NAS clients, and what came from addresses that are none of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NasReport {
+    pub nas: Vec<NasView>,
+    pub unknown_clients: CounterSnapshot,
+}
+
+/// Counters at one moment, as the admin socket shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterSnapshot {
+    pub access_requests: u64,
+    pub accepts: u64,
+    pub rejects: u64,
+    pub accounting_requests: u64,
+    pub accounting_responses: u64,
+    pub status_server: u64,
+    /// Retransmissions answered from the duplicate cache or ignored.
+    pub duplicates: u64,
+    /// Packets dropped, by reason (only reasons that happened).
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl CounterSnapshot {
+    pub fn dropped(&self) -> u64 {
+        self.drops.values().sum()
     }
 }
 

@@ -3,8 +3,8 @@
 //! Nothing here reads a clock, a file or a database: every function takes the
 //! instant `now` and the time zone it needs. The store calls [`check_release`]
 //! inside the transaction that writes the release, the admin socket uses
-//! [`next_allowed_date`] for the contract summary, and the RADIUS side will use
-//! [`effective_profile`].
+//! [`next_allowed_date`] for the contract summary, and RADIUS authentication
+//! and the enforcement of a change use [`effective_profile`].
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -250,7 +250,8 @@ pub struct Grant {
 
 /// Decides a release request for a contract at `now`. `contract` is `None`
 /// when no contract has the requested id. The first failing check is the
-/// answer, in the order of DESIGN.md.
+/// answer: enabled, contract known, neither cancelled nor active, not
+/// already released, the renewal interval passed.
 pub fn check_release(
     params: &Parameters,
     contract: Option<&ContractFacts>,

@@ -54,11 +54,19 @@ fn check_config_refuses_what_would_silence_or_abort_the_daemon() {
             "[admin]\nrequest_timeout_secs = 0\n",
             "admin.request_timeout_secs",
         ),
+        (
+            "[database]\nurl = \"postgres://u:secret@db.example:99999/liberad\"\n",
+            "database.url",
+        ),
     ] {
         let out = check_config(&format!("{text}{NAS}"));
         let message = stderr(&out);
         assert_eq!(out.status.code(), Some(78), "{text}: {message}");
         assert!(message.contains(key), "{text}: {message}");
+        assert!(
+            !message.contains("secret"),
+            "a password in the message: {message}"
+        );
     }
 }
 

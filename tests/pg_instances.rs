@@ -16,10 +16,10 @@ use common::coa_nas::{Answer, CoaNas};
 use common::nas::Nas;
 use common::{Daemon, PROFILES, write_file};
 use liberad::config::DatabaseConfig;
-use liberad::model::{Actor, Password};
+use liberad::model::{AccountingEvent, Actor, Password};
 use liberad::policy::ContractState;
 use liberad::radius::packet::{Attributes, attr, code};
-use liberad::store::{AccountingEvent, NewContract, NewLogin, ReleaseRequest};
+use liberad::store::{NewContract, NewLogin, ReleaseRequest};
 use rustix::process::Signal;
 use serde_json::Value;
 

@@ -21,7 +21,7 @@ use liberad::radius::Settings;
 use liberad::radius::accounting;
 use liberad::radius::auth;
 use liberad::radius::packet::{self, Attributes, Checked, Port, attr, code};
-use liberad::store::AuthRecord;
+use liberad::model::AuthRecord;
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &[u8] = b"fuzz-secret";

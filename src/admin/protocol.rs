@@ -10,9 +10,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AuditEntry, Contract, EnforcementJob, Login, Release};
+use crate::model::{
+    AuditEntry, Contract, EnforcementJob, Login, Release, SessionEnforcement, WriteStatus,
+};
 use crate::policy::{ContractState, Parameters, Profile};
-use crate::store::{SessionEnforcement, WriteStatus};
 
 /// Longest request line the daemon reads; longer ones are refused.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
@@ -398,7 +399,7 @@ pub struct StateChangeView {
 
 /// `import`: whether anything was written, the rows read, what was done,
 /// and the rejected rows (the first thousand listed, all counted).
-pub type ImportReport = crate::store::ImportOutcome;
+pub type ImportReport = crate::import::ImportOutcome;
 
 /// `params show` / `params set`.
 pub type ParamsView = Parameters;

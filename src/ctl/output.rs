@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 
 use super::{Command, ContractCommand, LoginCommand, NasCommand, ParamsCommand};
 use crate::admin::protocol::{ContractSummary, ImportReport, ParamsView, Pong, Response, code};
+use crate::model::NasReport;
 use crate::model::{AuditEntry, Contract, EnforcementJob, JobState, Login, Release, Session};
-use crate::radius::server::NasReport;
 
 pub struct View<'a> {
     pub json: bool,
@@ -349,7 +349,7 @@ fn sessions(list: &[Session], tz: Tz) -> String {
 }
 
 fn nas(report: &NasReport) -> String {
-    let drops = |c: &crate::radius::stats::CounterSnapshot| {
+    let drops = |c: &crate::model::CounterSnapshot| {
         if c.drops.is_empty() {
             "0".to_owned()
         } else {
@@ -413,7 +413,7 @@ fn nas(report: &NasReport) -> String {
 
 /// Whether a NAS must sign its Access-Requests: "required", "not
 /// required", "auto: required from 10.0.0.1" or "auto: not seen signing".
-fn message_authenticator(n: &crate::radius::server::NasView) -> String {
+fn message_authenticator(n: &crate::model::NasView) -> String {
     use crate::config::MessageAuthenticatorRule as Rule;
     match n.require_message_authenticator {
         Rule::Required => "required".to_owned(),

@@ -29,10 +29,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{CoaMode, EnforcementConfig};
+use crate::model::{JobClaim, JobResult, Lease, OutboxJob};
 use crate::model::{JobState, RequestKind};
 use crate::radius::server::SharedSettings;
 use crate::radius::settings::NasClient;
-use crate::store::{JobClaim, JobResult, Lease, OutboxJob, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::telemetry;
 use request::{Answer, Plan, SESSION_CONTEXT_NOT_FOUND};
 pub use transport::{Transport, UdpTransport};

@@ -6,12 +6,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::{CoaMode, EnforcementConfig, ProfileAction};
+use crate::model::OutboxJob;
 use crate::model::RequestKind;
 use crate::radius::Settings;
 use crate::radius::dictionary::WireAttribute;
 use crate::radius::packet::{self, Attributes, attr, code};
 use crate::radius::settings::NasClient;
-use crate::store::OutboxJob;
 
 /// What to send for a job: the kind and, for CoA, the profile's attributes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,9 +187,9 @@ pub fn retransmission_timeout(config: &EnforcementConfig, sends: u32, job_id: i6
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::model::SessionTarget;
     use crate::policy::Profile;
     use crate::radius::packet::{Port, check};
-    use crate::store::SessionTarget;
 
     fn settings(mode: &str) -> Settings {
         let dict = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -15,13 +15,14 @@ use super::transport::{ChannelPeer, ChannelTransport};
 use super::{Enforcer, EnforcerHandle, Lane};
 use crate::clock::{Clock, TokioClock};
 use crate::config::{Config, EnforcementConfig};
+use crate::model::AccountingEvent;
 use crate::model::{Actor, JobState, Password};
 use crate::policy::ContractState;
 use crate::radius::Settings;
 use crate::radius::packet::{self, Attributes, code};
 use crate::scheduler::{Scheduler, SchedulerHandle};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{AccountingEvent, NewContract, ReleaseRequest, Store};
+use crate::store::{NewContract, ReleaseRequest, Store};
 
 const SECRET: &[u8] = b"coa-secret";
 
@@ -455,7 +456,7 @@ async fn a_request_to_a_session_that_stopped_is_not_sent_again() {
     until("the first send", async || w.received().len() == 1).await;
     // The customer hangs up before the NAS answers: its Stop arrives.
     let stop = AccountingEvent {
-        kind: crate::store::AccountingKind::Stop,
+        kind: crate::model::AccountingKind::Stop,
         at: w.clock.now(),
         nas_name: "n".into(),
         nas_identity: "10.0.0.1".into(),

@@ -14,7 +14,8 @@ use tokio_util::task::TaskTracker;
 use super::packet::{Attributes, Checked, attr};
 use super::settings::NasClient;
 use crate::config::CoaMode;
-use crate::store::{AccountingEvent, AccountingKind, Store, StoreError};
+use crate::model::{AccountingEvent, AccountingKind};
+use crate::store::{Store, StoreError};
 
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -270,7 +271,10 @@ mod tests {
         fn write<'a>(&'a self, events: &'a [AccountingEvent]) -> Written<'a> {
             Box::pin(async move {
                 if self.down {
-                    return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+                    return Err(StoreError::Unwritable {
+                        cause: "unreachable",
+                        detail: "the test's database is down".into(),
+                    });
                 }
                 if events.iter().any(|e| e.acct_session_id == "bad") {
                     return Err(StoreError::Corrupt("a value it cannot hold".into()));

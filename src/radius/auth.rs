@@ -10,9 +10,9 @@ use super::mschap::{self, NtHash, V2Response, vendor_attr};
 use super::packet::{self, Checked, attr, code};
 use super::settings::Settings;
 use crate::config::ProfileAction;
+use crate::model::AuthRecord;
 use crate::model::Password;
 use crate::policy::{self, Profile};
-use crate::store::AuthRecord;
 
 /// How the subscriber proves who it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::OutagePolicy;
-use crate::store::AuthRecord;
+use crate::model::AuthRecord;
 
 /// The last known authentication records, for `on_outage = "cache"`: at
 /// most `capacity` logins, the least recently seen forgotten first. Each

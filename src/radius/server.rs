@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -31,10 +30,11 @@ use super::outage::AuthCache;
 use super::packet::{self, Checked, Demands, DropReason, Port, code};
 use super::settings::{NasClient, Settings};
 use super::signers::{Learned, Signers};
-use super::stats::{CounterSnapshot, Counters, Event};
+use super::stats::{Counters, Event};
 use crate::clock::Clock;
-use crate::config::{CoaMode, MessageAuthenticatorRule, RadiusConfig};
+use crate::config::{MessageAuthenticatorRule, RadiusConfig};
 use crate::logging::Throttle;
+use crate::model::{NasReport, NasView};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 
@@ -131,29 +131,6 @@ fn bind_udp(address: SocketAddr, recv_buffer: Option<usize>) -> io::Result<UdpSo
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     UdpSocket::from_std(socket.into())
-}
-
-/// A configured NAS and its counters, as `nas list` shows them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NasView {
-    pub name: String,
-    pub address: String,
-    pub require_message_authenticator: MessageAuthenticatorRule,
-    /// With `"auto"`: the addresses it has been seen signing from, from
-    /// which Message-Authenticator is now required.
-    #[serde(default)]
-    pub signing_sources: Vec<String>,
-    pub limit_proxy_state: bool,
-    pub coa_port: u16,
-    pub coa_mode: CoaMode,
-    pub counters: CounterSnapshot,
-}
-
-/// All NAS clients, and what came from addresses that are none of them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NasReport {
-    pub nas: Vec<NasView>,
-    pub unknown_clients: CounterSnapshot,
 }
 
 /// Processing slots, by kind of request.

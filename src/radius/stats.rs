@@ -1,12 +1,10 @@
 //! Counters of what each NAS sent and what became of it, for `nas list`
 //! (and, later, metrics).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
-
 use super::packet::DropReason;
+use crate::model::CounterSnapshot;
 
 /// The counters of one NAS (or of packets from unknown addresses).
 #[derive(Debug, Default)]
@@ -65,26 +63,5 @@ impl Counters {
                 .filter(|(_, n)| *n > 0)
                 .collect(),
         }
-    }
-}
-
-/// Counters at one moment, as the admin socket shows them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CounterSnapshot {
-    pub access_requests: u64,
-    pub accepts: u64,
-    pub rejects: u64,
-    pub accounting_requests: u64,
-    pub accounting_responses: u64,
-    pub status_server: u64,
-    /// Retransmissions answered from the duplicate cache or ignored.
-    pub duplicates: u64,
-    /// Packets dropped, by reason (only reasons that happened).
-    pub drops: BTreeMap<String, u64>,
-}
-
-impl CounterSnapshot {
-    pub fn dropped(&self) -> u64 {
-        self.drops.values().sum()
     }
 }

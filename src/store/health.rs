@@ -11,36 +11,15 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::error::DatabaseError as _;
 use tokio::time::Instant;
 
 use super::StoreError;
 use crate::logging::Throttle;
+use crate::model::WriteStatus;
 
 /// At most one "still refusing writes" line this often.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// What `ping` and the metrics show of the database's writes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WriteStatus {
-    pub writable: bool,
-    /// Why writes fail, in a few words ("disk full", "read-only").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cause: Option<String>,
-    /// The last error, as the database gave it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Since when writes fail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<DateTime<Utc>>,
-    /// Writes that failed since then.
-    #[serde(default)]
-    pub failures: u64,
-    /// Writes refused since the daemon started, by cause.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub refused_by_cause: BTreeMap<String, u64>,
-}
 
 /// A stretch of failing writes.
 struct Failing {

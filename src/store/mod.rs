@@ -12,7 +12,6 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use crate::import::ImportRows;
-pub use health::WriteStatus;
 
 use std::sync::Arc;
 
@@ -21,13 +20,13 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::import::{MAX_LISTED_REJECTIONS, RejectedRow};
-
+use crate::import::ImportOutcome;
 use crate::model::{
-    Actor, AuditEntry, Contract, EnforcementJob, JobState, Login, Password, Release,
-    ReplyAttribute, RequestKind, Session,
+    AccountingEvent, Actor, AuditEntry, AuthRecord, Contract, EnforcementJob, JobClaim, JobResult,
+    Lease, Login, OutboxJob, Password, Release, ReplyAttribute, Session, SessionEnforcement,
+    WriteStatus,
 };
-use crate::policy::{ContractState, Grant, ParameterError, Parameters, Profile, Refusal};
+use crate::policy::{ContractState, Grant, ParameterError, Parameters, Refusal};
 
 /// Why a store operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -203,72 +202,6 @@ pub struct ExpiredRelease {
     pub jobs: Vec<i64>,
 }
 
-/// An online session as the enforcer addresses it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionTarget {
-    pub nas_name: String,
-    /// Where the NAS's accounting came from.
-    pub nas_address: String,
-    pub username: String,
-    pub acct_session_id: String,
-    pub framed_ip_address: Option<String>,
-    pub nas_ip_address: Option<String>,
-    pub nas_identifier: Option<String>,
-}
-
-/// An enforcement job as the enforcer works on it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutboxJob {
-    pub id: i64,
-    pub session_id: i64,
-    pub contract_id: String,
-    /// The profile to move to; `None` for a cancelled contract.
-    pub profile: Option<Profile>,
-    pub kind: Option<RequestKind>,
-    pub fallback: bool,
-    /// The request as sent, once sent.
-    pub packet: Option<Vec<u8>>,
-    pub sends: u32,
-    /// What happened so far (a CoA that fell back says why).
-    pub outcome: Option<String>,
-    pub target: SessionTarget,
-}
-
-/// An instance's hold on the jobs it sends, until a moment: renewed with
-/// each send, so that another instance takes over only the jobs of one that
-/// stopped sending.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
-    pub instance: String,
-    pub until: DateTime<Utc>,
-}
-
-/// A job about to be sent: the request built for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobClaim<'a> {
-    pub id: i64,
-    pub kind: RequestKind,
-    pub packet: &'a [u8],
-}
-
-/// How a job ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobResult {
-    pub state: JobState,
-    pub outcome: String,
-    pub error_cause: Option<u32>,
-    /// The NAS said the session does not exist (Error-Cause 503): close
-    /// our record of it.
-    pub close_session: bool,
-}
-
-/// An open session of a contract and the last enforcement sent to it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SessionEnforcement {
-    pub session: Session,
-    pub last_job: Option<EnforcementJob>,
-}
-
 /// Everything the contract summary shows, read in one transaction.
 #[derive(Clone, Debug)]
 pub struct ContractRecord {
@@ -283,135 +216,6 @@ pub struct ContractRecord {
     pub sessions: Vec<SessionEnforcement>,
 }
 
-/// What an import wrote.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ImportCounts {
-    pub contracts_created: u64,
-    pub contracts_updated: u64,
-    pub contracts_unchanged: u64,
-    pub logins_created: u64,
-    pub logins_updated: u64,
-    pub logins_unchanged: u64,
-    /// CoA / Disconnect jobs queued by state changes.
-    pub enforcement_jobs: u64,
-}
-
-/// What an import did (the admin socket's answer too).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ImportOutcome {
-    /// Whether anything was written (not when rows were rejected without
-    /// `skip_invalid`).
-    pub applied: bool,
-    /// Data rows read.
-    pub rows: u64,
-    pub counts: ImportCounts,
-    /// The rejected rows, the first [`MAX_LISTED_REJECTIONS`] of them.
-    pub rejected: Vec<RejectedRow>,
-    /// How many rows were rejected in all.
-    #[serde(default)]
-    pub rejected_total: u64,
-}
-
-impl ImportOutcome {
-    fn reject(&mut self, row: RejectedRow) {
-        self.rejected_total += 1;
-        if self.rejected.len() < MAX_LISTED_REJECTIONS {
-            self.rejected.push(row);
-        }
-    }
-}
-
-/// What the RADIUS server needs to decide an Access-Request for a login.
-#[derive(Clone, Debug)]
-pub struct AuthRecord {
-    pub username: String,
-    pub password: Password,
-    pub contract_id: String,
-    pub state: ContractState,
-    /// End of the contract's release not yet recorded as ended, if any.
-    pub open_release_ends_at: Option<DateTime<Utc>>,
-    pub reply: Vec<ReplyAttribute>,
-}
-
-/// What an accounting packet says happened.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AccountingKind {
-    #[default]
-    Start,
-    Interim,
-    Stop,
-    /// Accounting-On: the NAS (re)started; none of its sessions survive.
-    On,
-    /// Accounting-Off: the NAS is stopping; all its sessions end.
-    Off,
-}
-
-/// One accounting packet's worth of change to the sessions table. The
-/// default is a Start with nothing but its key left to fill in.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AccountingEvent {
-    pub kind: AccountingKind,
-    /// When it happened (arrival minus Acct-Delay-Time).
-    pub at: DateTime<Utc>,
-    pub nas_name: String,
-    pub nas_identity: String,
-    pub nas_address: String,
-    pub nas_ip_address: Option<String>,
-    pub nas_identifier: Option<String>,
-    pub username: String,
-    pub acct_session_id: String,
-    pub framed_ip_address: Option<String>,
-    pub calling_station_id: Option<String>,
-    pub nas_port: Option<u32>,
-    pub nas_port_id: Option<String>,
-    /// The NAS entry says `coa_mode = "none"`: no CoA or Disconnect is
-    /// queued for the session.
-    pub nas_without_coa: bool,
-    pub session_time: Option<u32>,
-    pub input_octets: u64,
-    pub output_octets: u64,
-    pub terminate_cause: Option<String>,
-}
-
-impl AccountingEvent {
-    /// The key of the session among the open ones: what identifies a
-    /// session on its NAS, as FreeRADIUS's `acct_unique` takes it (the NAS,
-    /// User-Name, Acct-Session-Id, NAS-Port and NAS-Port-Id), hashed. Two
-    /// subscribers given the same Acct-Session-Id are two sessions.
-    pub fn session_key(&self) -> String {
-        use md5::Digest;
-        let mut hash = md5::Md5::new();
-        let mut field = |value: Option<&str>| match value {
-            // Length-prefixed, so that no two lists of fields run together
-            // into the same bytes.
-            Some(text) => {
-                hash.update((text.len() as u64).to_be_bytes());
-                hash.update(text.as_bytes());
-            }
-            None => hash.update(u64::MAX.to_be_bytes()),
-        };
-        field(Some(&self.nas_name));
-        field(Some(&self.nas_identity));
-        field(Some(&self.username));
-        field(Some(&self.acct_session_id));
-        field(self.nas_port.map(|port| port.to_string()).as_deref());
-        field(self.nas_port_id.as_deref());
-        hash.finalize()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
-    }
-
-    /// The key sessions had before they were told apart by user and port:
-    /// a session recorded then is found under it once, and re-keyed.
-    pub fn legacy_session_key(&self) -> String {
-        format!(
-            "{}/{}/{}",
-            self.nas_name, self.nas_identity, self.acct_session_id
-        )
-    }
-}
-
 /// Sizes the metrics report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreCounts {
@@ -422,8 +226,8 @@ pub struct StoreCounts {
     pub releases_running: u64,
 }
 
-/// The store interface. SQLite implements it now; a PostgreSQL
-/// implementation must give the same answers to the same calls.
+/// The store interface, implemented once in `sql.rs` for SQLite and
+/// PostgreSQL alike (the suites run on both and expect the same answers).
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Finishes what is in flight and closes the database.
@@ -639,6 +443,23 @@ pub(crate) struct Dialect {
     /// A statement that writes the WAL back into the database and
     /// truncates it, where there is one to keep small.
     pub checkpoint: Option<&'static str>,
+}
+
+/// Whether the database URL can be opened as written (a PostgreSQL URL's
+/// host, port, options), or the configuration error that says why not.
+pub fn check_url(url: &str) -> Result<(), String> {
+    match DatabaseUrl::parse(url)? {
+        DatabaseUrl::Sqlite(_) => Ok(()),
+        DatabaseUrl::Postgres(url) => url
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "database.url: {} is not a PostgreSQL URL: {e}",
+                    crate::config::redact_url(&url)
+                )
+            }),
+    }
 }
 
 /// Opens the store a database URL names, creating and migrating it if

@@ -12,15 +12,14 @@ use sqlx::{Pool, QueryBuilder, Row, Transaction};
 
 use super::health::WriteHealth;
 use super::{
-    AccountingEvent, AccountingKind, AuthRecord, ContractRecord, DatabaseFile, Enforced,
-    ExpiredRelease, ImportCounts, ImportOutcome, ImportRows, JobClaim, JobResult, Lease,
-    NewContract, NewLogin, OutboxJob, ReleaseRequest, SessionEnforcement, SessionTarget,
-    StateChange, Store, StoreCounts, StoreError, WriteStatus,
+    ContractRecord, DatabaseFile, Enforced, ExpiredRelease, ImportRows, NewContract, NewLogin,
+    ReleaseRequest, StateChange, Store, StoreCounts, StoreError,
 };
-use crate::import::{ContractRow, LoginRow, ParsedRow, RejectedRow};
+use crate::import::{ContractRow, ImportCounts, ImportOutcome, LoginRow, ParsedRow, RejectedRow};
 use crate::model::{
-    Actor, AuditEntry, Contract, EndReason, EnforcementJob, Login, Password, Release,
-    ReplyAttribute, RequestKind, Session,
+    AccountingEvent, AccountingKind, Actor, AuditEntry, AuthRecord, Contract, EndReason,
+    EnforcementJob, JobClaim, JobResult, Lease, Login, OutboxJob, Password, Release,
+    ReplyAttribute, RequestKind, Session, SessionEnforcement, SessionTarget, WriteStatus,
 };
 use crate::policy::{self, ContractFacts, ContractState, Grant, Parameters, Profile};
 

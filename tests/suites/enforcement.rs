@@ -10,11 +10,9 @@ use chrono_tz::America::Sao_Paulo;
 use common::coa_nas::{Answer, CoaNas, CoaRequest};
 use common::nas::Nas;
 use common::{Daemon, write_file};
-use liberad::model::{Actor, Password};
+use liberad::model::{AccountingEvent, Actor, Password};
 use liberad::radius::packet::attr;
-use liberad::store::{
-    AccountingEvent, NewContract, NewLogin, ReleaseRequest,
-};
+use liberad::store::{NewContract, NewLogin, ReleaseRequest};
 use rustix::process::Signal;
 use serde_json::Value;
 
