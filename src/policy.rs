@@ -104,8 +104,113 @@ pub const RELEASE_DAYS: RangeInclusive<u32> = 1..=90;
 /// The values `renew_after_days` may take.
 pub const RENEW_AFTER_DAYS: RangeInclusive<u32> = 0..=365;
 
-/// The names of the parameters, as `params set` takes them.
-pub const PARAMETER_NAMES: [&str; 3] = ["enabled", "release_days", "renew_after_days"];
+/// A temporary-release parameter, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParameterName {
+    Enabled,
+    ReleaseDays,
+    RenewAfterDays,
+}
+
+impl ParameterName {
+    /// Every parameter, in the order `params show` lists them.
+    pub const ALL: [ParameterName; 3] = [
+        ParameterName::Enabled,
+        ParameterName::ReleaseDays,
+        ParameterName::RenewAfterDays,
+    ];
+
+    /// The name `params set` takes, and the column it is kept in.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParameterName::Enabled => "enabled",
+            ParameterName::ReleaseDays => "release_days",
+            ParameterName::RenewAfterDays => "renew_after_days",
+        }
+    }
+
+    /// What a value must be, as an error says it.
+    fn expected(self) -> &'static str {
+        match self {
+            ParameterName::Enabled => "true or false",
+            ParameterName::ReleaseDays => "a whole number of days from 1 to 90",
+            ParameterName::RenewAfterDays => "a whole number of days from 0 to 365",
+        }
+    }
+}
+
+impl fmt::Display for ParameterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ParameterName {
+    type Err = ParameterError;
+
+    fn from_str(name: &str) -> Result<ParameterName, ParameterError> {
+        ParameterName::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| ParameterError::UnknownName(name.to_owned()))
+    }
+}
+
+/// One parameter set to a value, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parameter {
+    Enabled(bool),
+    ReleaseDays(u32),
+    RenewAfterDays(u32),
+}
+
+impl Parameter {
+    /// A parameter as an operator typed it (`release_days`, `3`), or why
+    /// it cannot be set so.
+    pub fn parse(name: &str, value: &str) -> Result<Parameter, ParameterError> {
+        let name: ParameterName = name.parse()?;
+        let bad = || ParameterError::BadValue {
+            name: name.as_str(),
+            value: value.to_owned(),
+            expected: name.expected(),
+        };
+        Ok(match name {
+            ParameterName::Enabled => {
+                Parameter::Enabled(match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "yes" | "on" | "1" => true,
+                    "false" | "no" | "off" | "0" => false,
+                    _ => return Err(bad()),
+                })
+            }
+            ParameterName::ReleaseDays => {
+                Parameter::ReleaseDays(parse_in_range(value, &RELEASE_DAYS).ok_or_else(bad)?)
+            }
+            ParameterName::RenewAfterDays => {
+                Parameter::RenewAfterDays(parse_in_range(value, &RENEW_AFTER_DAYS).ok_or_else(bad)?)
+            }
+        })
+    }
+
+    pub fn name(self) -> ParameterName {
+        match self {
+            Parameter::Enabled(_) => ParameterName::Enabled,
+            Parameter::ReleaseDays(_) => ParameterName::ReleaseDays,
+            Parameter::RenewAfterDays(_) => ParameterName::RenewAfterDays,
+        }
+    }
+}
+
+/// `release_days = 3`, as the audit records a change.
+impl fmt::Display for Parameter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Parameter::Enabled(on) => write!(f, "{} = {on}", self.name()),
+            Parameter::ReleaseDays(n) | Parameter::RenewAfterDays(n) => {
+                write!(f, "{} = {n}", self.name())
+            }
+        }
+    }
+}
 
 /// A parameter change that cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,47 +226,15 @@ pub enum ParameterError {
 }
 
 impl Parameters {
-    /// Returns these parameters with `name` set to `value`, both as an
-    /// operator typed them, or the reason the change is refused.
-    pub fn with(self, name: &str, value: &str) -> Result<Parameters, ParameterError> {
-        let value_trimmed = value.trim();
+    /// These parameters with one of them changed.
+    pub fn with(self, parameter: Parameter) -> Parameters {
         let mut next = self;
-        match name {
-            "enabled" => {
-                next.enabled = match value_trimmed.to_ascii_lowercase().as_str() {
-                    "true" | "yes" | "on" | "1" => true,
-                    "false" | "no" | "off" | "0" => false,
-                    _ => {
-                        return Err(ParameterError::BadValue {
-                            name: "enabled",
-                            value: value.to_owned(),
-                            expected: "true or false",
-                        });
-                    }
-                }
-            }
-            "release_days" => {
-                next.release_days = parse_in_range(value, &RELEASE_DAYS).ok_or_else(|| {
-                    ParameterError::BadValue {
-                        name: "release_days",
-                        value: value.to_owned(),
-                        expected: "a whole number of days from 1 to 90",
-                    }
-                })?;
-            }
-            "renew_after_days" => {
-                next.renew_after_days =
-                    parse_in_range(value, &RENEW_AFTER_DAYS).ok_or_else(|| {
-                        ParameterError::BadValue {
-                            name: "renew_after_days",
-                            value: value.to_owned(),
-                            expected: "a whole number of days from 0 to 365",
-                        }
-                    })?;
-            }
-            other => return Err(ParameterError::UnknownName(other.to_owned())),
+        match parameter {
+            Parameter::Enabled(on) => next.enabled = on,
+            Parameter::ReleaseDays(n) => next.release_days = n,
+            Parameter::RenewAfterDays(n) => next.renew_after_days = n,
         }
-        Ok(next)
+        next
     }
 }
 
@@ -783,23 +856,32 @@ mod tests {
     #[test]
     fn parameters_are_validated() {
         let p = Parameters::default();
-        assert_eq!(p.with("release_days", "3").unwrap().release_days, 3);
-        assert_eq!(p.with("release_days", "90").unwrap().release_days, 90);
-        assert!(p.with("release_days", "0").is_err());
-        assert!(p.with("release_days", "91").is_err());
-        assert!(p.with("release_days", "-1").is_err());
-        assert!(p.with("release_days", "1.5").is_err());
-        assert_eq!(p.with("renew_after_days", "0").unwrap().renew_after_days, 0);
+        let set = |name: &str, value: &str| Parameter::parse(name, value).map(|v| p.with(v));
+        assert_eq!(set("release_days", "3").unwrap().release_days, 3);
+        assert_eq!(set("release_days", " 90 ").unwrap().release_days, 90);
+        assert!(set("release_days", "0").is_err());
+        assert!(set("release_days", "91").is_err());
+        assert!(set("release_days", "-1").is_err());
+        assert!(set("release_days", "1.5").is_err());
+        assert_eq!(set("renew_after_days", "0").unwrap().renew_after_days, 0);
         assert_eq!(
-            p.with("renew_after_days", "365").unwrap().renew_after_days,
+            set("renew_after_days", "365").unwrap().renew_after_days,
             365
         );
-        assert!(p.with("renew_after_days", "366").is_err());
-        assert!(!p.with("enabled", "false").unwrap().enabled);
-        assert!(p.with("enabled", "maybe").is_err());
+        assert!(set("renew_after_days", "366").is_err());
+        assert!(!set("enabled", "false").unwrap().enabled);
+        assert!(set("enabled", "maybe").is_err());
         assert_eq!(
-            p.with("days", "1"),
+            set("days", "1"),
             Err(ParameterError::UnknownName("days".into()))
+        );
+        // Each name once: parsed back from what it prints.
+        for name in ParameterName::ALL {
+            assert_eq!(name.as_str().parse(), Ok(name));
+        }
+        assert_eq!(
+            Parameter::parse("release_days", "3").unwrap().to_string(),
+            "release_days = 3"
         );
     }
 

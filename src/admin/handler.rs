@@ -438,13 +438,29 @@ impl Admin {
                 let actor = actor(operator)?;
                 let value = value.to_text();
                 model::check_free_text("value", &value)?;
-                if !policy::PARAMETER_NAMES.contains(&name.as_str()) {
-                    return Err(Invalid(Box::new(Response::refusal(
-                        code::INVALID_VALUE,
-                        policy::ParameterError::UnknownName(name).to_string(),
-                    ))));
-                }
-                match self.store.set_parameter(&name, &value, &actor, now).await {
+                let name: policy::ParameterName =
+                    name.parse().map_err(|e: policy::ParameterError| {
+                        Invalid(Box::new(Response::refusal(
+                            code::INVALID_VALUE,
+                            e.to_string(),
+                        )))
+                    })?;
+                let parameter = match policy::Parameter::parse(name.as_str(), &value) {
+                    Ok(parameter) => parameter,
+                    Err(e) => {
+                        // The attempt is audited, as a refusal.
+                        let detail = format!("{name} = {value}");
+                        let audited = self
+                            .store
+                            .audit_refused("params_set", None, &detail, "invalid", &actor, now)
+                            .await;
+                        return Ok(match audited {
+                            Ok(()) => Response::refusal(code::INVALID_VALUE, e.to_string()),
+                            Err(store) => self.store_error(store, ""),
+                        });
+                    }
+                };
+                match self.store.set_parameter(parameter, &actor, now).await {
                     Ok(p) => Response::success(format!("{name} set; {}", describe_parameters(&p)))
                         .with_data(&p),
                     Err(e) => self.store_error(e, ""),
@@ -751,9 +767,6 @@ impl Admin {
                 code::NOT_RELEASED,
                 format!("contract {id} has no running temporary release to revoke"),
             ),
-            StoreError::InvalidParameter(e) => {
-                Response::refusal(code::INVALID_VALUE, e.to_string())
-            }
             e => match e.outage_cause() {
                 Some(cause) => {
                     tracing::warn!(error = %e, cause, "admin request failed: the database is not available");

@@ -26,7 +26,7 @@ use crate::model::{
     Lease, Login, OutboxJob, Password, Release, ReplyAttribute, Session, SessionEnforcement,
     WriteStatus,
 };
-use crate::policy::{ContractState, Grant, ParameterError, Parameters, Refusal};
+use crate::policy::{ContractState, Grant, Parameter, Parameters, Refusal};
 
 /// Why a store operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +56,6 @@ pub enum StoreError {
     NotReleased(String),
     #[error("release refused: {}", .0.code())]
     Refused(Refusal),
-    #[error("{0}")]
-    InvalidParameter(#[from] ParameterError),
     #[error("the database holds a value liberad cannot read: {0}")]
     Corrupt(String),
     /// What was given to the store cannot be read (an import file).
@@ -260,11 +258,21 @@ pub trait Store: Send + Sync {
     /// Changes one parameter, validated, and audits it.
     async fn set_parameter(
         &self,
-        name: &str,
-        value: &str,
+        parameter: Parameter,
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Parameters, StoreError>;
+    /// Audits a request refused before it reached the store (a parameter
+    /// value that is not one), so that the attempt is on record.
+    async fn audit_refused(
+        &self,
+        action: &str,
+        contract_id: Option<&str>,
+        detail: &str,
+        outcome: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     async fn add_contract(
         &self,

@@ -21,7 +21,7 @@ use crate::model::{
     EnforcementJob, JobClaim, JobResult, Lease, Login, OutboxJob, Password, Release,
     ReplyAttribute, RequestKind, Session, SessionEnforcement, SessionTarget, WriteStatus,
 };
-use crate::policy::{self, ContractFacts, ContractState, Grant, Parameters, Profile};
+use crate::policy::{self, ContractFacts, ContractState, Grant, Parameter, Parameters, Profile};
 
 const CONTRACT_COLUMNS: &str = "id, name, state, state_changed_at, created_at";
 const LOGIN_COLUMNS: &str = "username, contract_id, reply, created_at, updated_at";
@@ -288,8 +288,7 @@ impl Store for SqlStore {
 
     async fn set_parameter(
         &self,
-        name: &str,
-        value: &str,
+        parameter: Parameter,
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Parameters, StoreError> {
@@ -297,17 +296,7 @@ impl Store for SqlStore {
             async {
                 let mut tx = self.write().await?;
                 lock_parameters(&mut tx).await?;
-                let current = load_parameters(&mut tx).await?;
-                let detail = format!("{name} = {value}");
-                let next = match current.with(name, value) {
-                    Ok(next) => next,
-                    Err(e) => {
-                        write_audit(&mut tx, now, actor, "params_set", None, &detail, "invalid")
-                            .await?;
-                        tx.commit().await?;
-                        return Err(e.into());
-                    }
-                };
+                let next = load_parameters(&mut tx).await?.with(parameter);
                 sqlx::query(
                     "UPDATE parameters SET enabled = $1, release_days = $2, renew_after_days = $3 \
                  WHERE id = 1",
@@ -317,9 +306,30 @@ impl Store for SqlStore {
                 .bind(i64::from(next.renew_after_days))
                 .execute(&mut *tx)
                 .await?;
+                let detail = parameter.to_string();
                 write_audit(&mut tx, now, actor, "params_set", None, &detail, "ok").await?;
                 tx.commit().await?;
                 Ok(next)
+            }
+            .await,
+        )
+    }
+
+    async fn audit_refused(
+        &self,
+        action: &str,
+        contract_id: Option<&str>,
+        detail: &str,
+        outcome: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                write_audit(&mut tx, now, actor, action, contract_id, detail, outcome).await?;
+                tx.commit().await?;
+                Ok(())
             }
             .await,
         )

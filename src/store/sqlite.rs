@@ -421,7 +421,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_blocked(dir.path(), "1").await;
         store
-            .set_parameter("renew_after_days", "0", &Actor::default(), at(NOON))
+            .set_parameter(
+                policy::Parameter::RenewAfterDays(0),
+                &Actor::default(),
+                at(NOON),
+            )
             .await
             .unwrap();
         let first = store.release(&request("1", NOON)).await.unwrap().value;

@@ -262,6 +262,17 @@ fn parameter_changes_apply_at_once() {
         let (rc, v) = daemon.ctl_json(&["params", "set", name, value]);
         assert_eq!((rc, code(&v)), (2, "invalid_value"), "{name}={value}: {v}");
     }
+    // Each refused value of a known parameter is on record.
+    let (_, v) = daemon.ctl_json(&["audit", "--limit", "100"]);
+    let refused: Vec<String> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "params_set" && e["outcome"] == "invalid")
+        .map(|e| e["detail"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(refused.len(), 5, "{refused:?}");
+    assert!(refused.contains(&"enabled = perhaps".to_owned()), "{refused:?}");
     let (_, v) = daemon.ctl_json(&["params", "show"]);
     assert_eq!(
         v["data"],
