@@ -147,7 +147,7 @@ pub async fn run(
         .map_err(|e| StartError::Radius(format!("cannot open the CoA socket: {e}")))?;
     let coa_source = transport.local_addr().ok();
     let (enforcer, enforcer_handle) = Enforcer::new(
-        Arc::clone(&store),
+        Arc::clone(&store) as Arc<dyn store::Outbox>,
         Arc::clone(&settings),
         Arc::clone(&clock),
         config.enforcement.clone(),

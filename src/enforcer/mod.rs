@@ -33,7 +33,7 @@ use crate::model::{JobClaim, JobResult, Lease, OutboxJob};
 use crate::model::{JobState, RequestKind};
 use crate::radius::server::SharedSettings;
 use crate::radius::settings::NasClient;
-use crate::store::{Store, StoreError};
+use crate::store::{Outbox, StoreError};
 use crate::telemetry;
 use request::{Answer, Plan, SESSION_CONTEXT_NOT_FOUND};
 pub use transport::{Transport, UdpTransport};
@@ -146,7 +146,7 @@ impl Lane {
 
 /// The enforcer task's state.
 pub struct Enforcer<T: Transport> {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Outbox>,
     settings: SharedSettings,
     clock: Arc<dyn Clock>,
     config: EnforcementConfig,
@@ -179,7 +179,7 @@ enum Wake {
 
 impl<T: Transport> Enforcer<T> {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn Outbox>,
         settings: SharedSettings,
         clock: Arc<dyn Clock>,
         config: EnforcementConfig,

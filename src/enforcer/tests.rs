@@ -17,12 +17,13 @@ use crate::clock::{Clock, TokioClock};
 use crate::config::{Config, EnforcementConfig};
 use crate::model::AccountingEvent;
 use crate::model::{Actor, JobState, Password};
+use crate::model::{JobClaim, JobResult, Lease, OutboxJob, WriteStatus};
 use crate::policy::ContractState;
 use crate::radius::Settings;
 use crate::radius::packet::{self, Attributes, code};
 use crate::scheduler::{Scheduler, SchedulerHandle};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{NewContract, ReleaseRequest, Store};
+use crate::store::{NewContract, Outbox, ReleaseRequest, Store, StoreError};
 
 const SECRET: &[u8] = b"coa-secret";
 
@@ -67,6 +68,16 @@ async fn world(config: EnforcementConfig) -> World {
 
 /// [`world`] with a NAS that behaves as told.
 async fn world_with(config: EnforcementConfig, behaviour: Behaviour) -> World {
+    world_through(config, behaviour, |store| store as Arc<dyn Outbox>).await
+}
+
+/// [`world_with`], the enforcer reaching the store through what `outbox`
+/// makes of it (a double that fails on demand).
+async fn world_through(
+    config: EnforcementConfig,
+    behaviour: Behaviour,
+    outbox: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Outbox>,
+) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
@@ -87,7 +98,7 @@ async fn world_with(config: EnforcementConfig, behaviour: Behaviour) -> World {
     let clock = Arc::new(TokioClock::starting_at(start_wall()));
     let (transport, peer) = ChannelTransport::pair();
     let (enforcer, enforcer_handle) = Enforcer::new(
-        Arc::clone(&store),
+        outbox(Arc::clone(&store)),
         settings,
         Arc::clone(&clock) as Arc<dyn Clock>,
         config.clone(),
@@ -483,6 +494,222 @@ async fn a_request_to_a_session_that_stopped_is_not_sent_again() {
         JobState::Dropped,
         "the Stop's outcome stands"
     );
+    w.shutdown.cancel();
+}
+
+/// The outbox of a real store, failing on demand: the next `n` claims or
+/// recordings of outcomes fail as an unreachable database would.
+struct FlakyOutbox {
+    inner: Arc<dyn Store>,
+    failing_claims: std::sync::atomic::AtomicUsize,
+    failing_records: std::sync::atomic::AtomicUsize,
+    /// Every claim attempted, in order: the ids of each batch.
+    claims: Mutex<Vec<Vec<i64>>>,
+}
+
+impl FlakyOutbox {
+    fn new(inner: Arc<dyn Store>) -> FlakyOutbox {
+        FlakyOutbox {
+            inner,
+            failing_claims: 0.into(),
+            failing_records: 0.into(),
+            claims: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether this call fails (and one fewer will).
+    fn fails(counter: &std::sync::atomic::AtomicUsize) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        counter
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn down() -> StoreError {
+        StoreError::Unwritable {
+            cause: "unreachable",
+            detail: "the test's database is down".into(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for FlakyOutbox {
+    fn write_status(&self) -> WriteStatus {
+        self.inner.write_status()
+    }
+
+    async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError> {
+        self.inner.pending_jobs(after_id, limit).await
+    }
+
+    async fn inflight_jobs(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxJob>, StoreError> {
+        self.inner.inflight_jobs(lease, now).await
+    }
+
+    async fn claim_jobs(
+        &self,
+        claims: &[JobClaim<'_>],
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.claims
+            .lock()
+            .unwrap()
+            .push(claims.iter().map(|c| c.id).collect());
+        if Self::fails(&self.failing_claims) {
+            return Err(Self::down());
+        }
+        self.inner.claim_jobs(claims, lease, now).await
+    }
+
+    async fn job_resent(
+        &self,
+        id: i64,
+        sends: u32,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.job_resent(id, sends, lease, now).await
+    }
+
+    async fn finish_jobs(
+        &self,
+        results: &[(i64, JobResult)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if Self::fails(&self.failing_records) {
+            return Err(Self::down());
+        }
+        self.inner.finish_jobs(results, now).await
+    }
+
+    async fn fall_back(
+        &self,
+        id: i64,
+        outcome: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.fall_back(id, outcome, now).await
+    }
+}
+
+/// Blocked, online and released, before the enforcer sees the jobs: the
+/// jobs of `contracts`, in the order they were queued.
+async fn queue_releases(w: &World, contracts: &[&str]) -> Vec<i64> {
+    for id in contracts {
+        w.blocked_contract(id).await;
+        w.online(id).await;
+        w.release(id).await;
+    }
+    let mut ids: Vec<i64> = w
+        .store
+        .enforcement_jobs(None, false, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// The enforcement job each request the NAS received belongs to, by the
+/// request's Acct-Session-Id ("session-<contract>").
+fn sessions_received(w: &World) -> Vec<String> {
+    w.received()
+        .iter()
+        .map(|r| {
+            Attributes::over(&r.bytes)
+                .find(|(t, _)| *t == packet::attr::ACCT_SESSION_ID)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_claim_the_store_refuses_gives_the_places_back_and_keeps_the_order() {
+    // As many places on the NAS as jobs: a place not given back would
+    // leave a job waiting for ever.
+    let config = EnforcementConfig {
+        max_in_flight_per_nas: 3,
+        ..EnforcementConfig::default()
+    };
+    let mut flaky = None;
+    let w = world_through(config, Behaviour::Ack, |store| {
+        let outbox = Arc::new(FlakyOutbox::new(store));
+        outbox
+            .failing_claims
+            .store(2, std::sync::atomic::Ordering::SeqCst);
+        flaky = Some(Arc::clone(&outbox));
+        outbox as Arc<dyn Outbox>
+    })
+    .await;
+    let flaky = flaky.unwrap();
+    let jobs = queue_releases(&w, &["c1", "c2", "c3"]).await;
+    let mut steps = 0;
+    while w.jobs_in(JobState::Acked).await < 3 {
+        steps += 1;
+        assert!(steps < 1000, "claims: {:?}", flaky.claims.lock().unwrap());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        settle().await;
+    }
+    let claims = flaky.claims.lock().unwrap().clone();
+    assert!(claims.len() >= 3, "two refused, then taken: {claims:?}");
+    // Each attempt offers again, first, what the refused one offered, in
+    // the order queued (jobs queued meanwhile after them): nothing lost,
+    // nothing reordered by the failures.
+    for pair in claims.windows(2) {
+        assert!(pair[1].starts_with(&pair[0]), "{claims:?}");
+    }
+    assert_eq!(claims.last(), Some(&jobs), "{claims:?}");
+    // Sent once each, in the order queued.
+    assert_eq!(
+        sessions_received(&w),
+        ["session-c1", "session-c2", "session-c3"]
+    );
+    w.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn outcomes_the_store_refuses_are_kept_and_recorded_later() {
+    let mut flaky = None;
+    let w = world_through(EnforcementConfig::default(), Behaviour::Ack, |store| {
+        let outbox = Arc::new(FlakyOutbox::new(store));
+        outbox
+            .failing_records
+            .store(3, std::sync::atomic::Ordering::SeqCst);
+        flaky = Some(Arc::clone(&outbox));
+        outbox as Arc<dyn Outbox>
+    })
+    .await;
+    let flaky = flaky.unwrap();
+    queue_releases(&w, &["c1", "c2"]).await;
+    until("the first answer", async || !w.received().is_empty()).await;
+    settle().await;
+    // The NAS answered, the store refused the outcome: still sent there.
+    assert_eq!(w.jobs_in(JobState::Sent).await, 1);
+    assert_eq!(w.jobs_in(JobState::Acked).await, 0);
+    let mut steps = 0;
+    while w.jobs_in(JobState::Acked).await < 2 {
+        steps += 1;
+        assert!(steps < 1000, "outcomes never recorded");
+        tokio::time::advance(Duration::from_millis(100)).await;
+        settle().await;
+    }
+    assert_eq!(
+        flaky
+            .failing_records
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    // Kept, not lost: neither request went out again for it.
+    assert_eq!(w.received().len(), 2);
     w.shutdown.cancel();
 }
 

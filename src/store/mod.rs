@@ -82,7 +82,7 @@ impl StoreError {
 /// Logs a failed store operation: at debug level when the store already
 /// reports that the database refuses writes (its health logs that once per
 /// interval, with the cause), as an error otherwise.
-pub fn log_failure(store: &dyn Store, what: &str, error: &StoreError) {
+pub fn log_failure(store: &dyn Outbox, what: &str, error: &StoreError) {
     if error.outage_cause().is_some() && !store.write_status().writable {
         tracing::debug!(%error, "{what}");
     } else {
@@ -226,13 +226,61 @@ pub struct StoreCounts {
 
 /// The store interface, implemented once in `sql.rs` for SQLite and
 /// PostgreSQL alike (the suites run on both and expect the same answers).
+/// The enforcement outbox, as the enforcer works it: the part of the store
+/// it needs, and all it may call.
 #[async_trait]
-pub trait Store: Send + Sync {
-    /// Finishes what is in flight and closes the database.
-    async fn close(&self);
-
+pub trait Outbox: Send + Sync {
     /// Whether the database takes writes now, and if not, why.
     fn write_status(&self) -> WriteStatus;
+
+    /// Pending jobs with an id above `after_id`, oldest first.
+    async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError>;
+    /// Takes the jobs sent and not finished that are this instance's (after
+    /// a restart) or whose instance let its lease run out (it died): they
+    /// are to be sent again, identically.
+    async fn inflight_jobs(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxJob>, StoreError>;
+    /// Takes pending jobs for sending, recording each one's request, in
+    /// one transaction; for each, false if it is no longer pending
+    /// (superseded, or another instance took it).
+    async fn claim_jobs(
+        &self,
+        claims: &[JobClaim<'_>],
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError>;
+    /// Counts a retransmission and renews the lease; false if the job is
+    /// no longer this instance's.
+    async fn job_resent(
+        &self,
+        id: i64,
+        sends: u32,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Records how jobs ended, in one transaction.
+    async fn finish_jobs(
+        &self,
+        results: &[(i64, JobResult)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Turns a failed CoA into a pending Disconnect; false when a newer job
+    /// for the session makes it moot (the job is then superseded).
+    async fn fall_back(
+        &self,
+        id: i64,
+        outcome: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait Store: Outbox {
+    /// Finishes what is in flight and closes the database.
+    async fn close(&self);
 
     /// Periodic care: notices a database file deleted or replaced, and
     /// gives the space of a grown WAL back.
@@ -370,48 +418,6 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<ExpiredRelease>, StoreError>;
 
-    /// Pending jobs with an id above `after_id`, oldest first.
-    async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError>;
-    /// Takes the jobs sent and not finished that are this instance's (after
-    /// a restart) or whose instance let its lease run out (it died): they
-    /// are to be sent again, identically.
-    async fn inflight_jobs(
-        &self,
-        lease: &Lease,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<OutboxJob>, StoreError>;
-    /// Takes pending jobs for sending, recording each one's request, in
-    /// one transaction; for each, false if it is no longer pending
-    /// (superseded, or another instance took it).
-    async fn claim_jobs(
-        &self,
-        claims: &[JobClaim<'_>],
-        lease: &Lease,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<bool>, StoreError>;
-    /// Counts a retransmission and renews the lease; false if the job is
-    /// no longer this instance's.
-    async fn job_resent(
-        &self,
-        id: i64,
-        sends: u32,
-        lease: &Lease,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-    /// Records how jobs ended, in one transaction.
-    async fn finish_jobs(
-        &self,
-        results: &[(i64, JobResult)],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// Turns a failed CoA into a pending Disconnect; false when a newer job
-    /// for the session makes it moot (the job is then superseded).
-    async fn fall_back(
-        &self,
-        id: i64,
-        outcome: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
     /// Jobs, newest first.
     async fn enforcement_jobs(
         &self,

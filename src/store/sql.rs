@@ -13,7 +13,7 @@ use sqlx::{Pool, QueryBuilder, Row, Transaction};
 use super::health::WriteHealth;
 use super::{
     ContractRecord, DatabaseFile, Enforced, ExpiredRelease, ImportRows, NewContract, NewLogin,
-    ReleaseRequest, StateChange, Store, StoreCounts, StoreError,
+    Outbox, ReleaseRequest, StateChange, Store, StoreCounts, StoreError,
 };
 use crate::import::{ContractRow, ImportCounts, ImportOutcome, LoginRow, ParsedRow, RejectedRow};
 use crate::model::{
@@ -195,6 +195,219 @@ impl SqlStore {
 }
 
 #[async_trait]
+impl Outbox for SqlStore {
+    fn write_status(&self) -> WriteStatus {
+        if let Some(file) = &self.file
+            && let Err(e) = file.check()
+        {
+            // Noticed here before any write: logged and counted like one.
+            let _ = self.health.observe::<()>(Err(e));
+        }
+        self.health.status()
+    }
+
+    async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError> {
+        let sql = format!(
+            "{OUTBOX_SELECT} WHERE e.state = 'pending' AND e.id > $1 ORDER BY e.id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(outbox_job_from).collect()
+    }
+
+    async fn inflight_jobs(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxJob>, StoreError> {
+        self.health.observe(
+            async {
+                let skip = DIALECT.skip_locked;
+                let mut tx = self.write().await?;
+                let sql = format!(
+                    "UPDATE enforcement SET claimed_by = $1, lease_until = $2 \
+                 WHERE id IN (SELECT id FROM enforcement WHERE state = 'sent' \
+                   AND (claimed_by = $1 OR claimed_by IS NULL OR lease_until IS NULL \
+                        OR lease_until < $3) \
+                   ORDER BY id{skip}) \
+                 RETURNING id"
+                );
+                let ids: Vec<i64> = sqlx::query_scalar(&sql)
+                    .bind(&lease.instance)
+                    .bind(lease.until.timestamp())
+                    .bind(now.timestamp())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let sql = format!("{OUTBOX_SELECT} WHERE e.id = $1");
+                let mut jobs = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? {
+                        jobs.push(outbox_job_from(&row)?);
+                    }
+                }
+                tx.commit().await?;
+                jobs.sort_by_key(|j| j.id);
+                Ok(jobs)
+            }
+            .await,
+        )
+    }
+
+    async fn claim_jobs(
+        &self,
+        claims: &[JobClaim<'_>],
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                let mut claimed = Vec::with_capacity(claims.len());
+                for claim in claims {
+                    let done = sqlx::query(
+                        "UPDATE enforcement SET state = 'sent', kind = $2, packet = $3, sends = 1, \
+                       updated_at = $4, claimed_by = $5, lease_until = $6 \
+                     WHERE id = $1 AND state = 'pending'",
+                    )
+                    .bind(claim.id)
+                    .bind(claim.kind.as_str())
+                    .bind(claim.packet)
+                    .bind(now.timestamp())
+                    .bind(&lease.instance)
+                    .bind(lease.until.timestamp())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    claimed.push(done);
+                }
+                tx.commit().await?;
+                Ok(claimed)
+            }
+            .await,
+        )
+    }
+
+    async fn job_resent(
+        &self,
+        id: i64,
+        sends: u32,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                let held = sqlx::query(
+                    "UPDATE enforcement SET sends = $2, updated_at = $3, lease_until = $5 \
+                 WHERE id = $1 AND state = 'sent' AND claimed_by = $4",
+                )
+                .bind(id)
+                .bind(i64::from(sends))
+                .bind(now.timestamp())
+                .bind(&lease.instance)
+                .bind(lease.until.timestamp())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                tx.commit().await?;
+                Ok(held)
+            }
+            .await,
+        )
+    }
+
+    async fn finish_jobs(
+        &self,
+        results: &[(i64, JobResult)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.health.observe(
+            async {
+                let mut tx = self.write().await?;
+                for (id, result) in results {
+                    sqlx::query(
+                        "UPDATE enforcement SET state = $2, outcome = $3, error_cause = $4, \
+                       finished_at = $5, updated_at = $5 \
+                     WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(result.state.as_str())
+                    .bind(&result.outcome)
+                    .bind(result.error_cause.map(i64::from))
+                    .bind(now.timestamp())
+                    .execute(&mut *tx)
+                    .await?;
+                    if result.close_session {
+                        sqlx::query(
+                            "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
+                           terminate_cause = 'Session-Context-Not-Found', closed_by = 'gone' \
+                         WHERE id = (SELECT session_id FROM enforcement WHERE id = $1) \
+                           AND stopped_at IS NULL",
+                        )
+                        .bind(id)
+                        .bind(now.timestamp())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+            .await,
+        )
+    }
+
+    async fn fall_back(
+        &self,
+        id: i64,
+        outcome: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.health.observe(async {
+            let mut tx = self.write().await?;
+            let newer: Option<i64> = sqlx::query_scalar(
+                "SELECT n.id FROM enforcement n JOIN enforcement e ON e.session_id = n.session_id \
+                 WHERE e.id = $1 AND n.id > e.id AND n.state IN ('pending', 'sent') LIMIT 1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let fell_back = newer.is_none();
+            if fell_back {
+                sqlx::query(
+                    "UPDATE enforcement SET state = 'pending', kind = 'disconnect', fallback = TRUE, \
+                       packet = NULL, sends = 0, outcome = $2, updated_at = $3 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(outcome)
+                .bind(now.timestamp())
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query(
+                    "UPDATE enforcement SET state = 'superseded', outcome = $2, finished_at = $3, \
+                       updated_at = $3 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(format!("{outcome}; a newer change replaced it"))
+                .bind(now.timestamp())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(fell_back)
+        }.await)
+    }
+}
+
+#[async_trait]
 impl Store for SqlStore {
     async fn close(&self) {
         self.reader.close().await;
@@ -269,16 +482,6 @@ impl Store for SqlStore {
             }
             .await,
         )
-    }
-
-    fn write_status(&self) -> WriteStatus {
-        if let Some(file) = &self.file
-            && let Err(e) = file.check()
-        {
-            // Noticed here before any write: logged and counted like one.
-            let _ = self.health.observe::<()>(Err(e));
-        }
-        self.health.status()
     }
 
     async fn parameters(&self) -> Result<Parameters, StoreError> {
@@ -805,206 +1008,6 @@ impl Store for SqlStore {
             }
             .await,
         )
-    }
-
-    async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError> {
-        let sql = format!(
-            "{OUTBOX_SELECT} WHERE e.state = 'pending' AND e.id > $1 ORDER BY e.id LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(after_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(outbox_job_from).collect()
-    }
-
-    async fn inflight_jobs(
-        &self,
-        lease: &Lease,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<OutboxJob>, StoreError> {
-        self.health.observe(
-            async {
-                let skip = DIALECT.skip_locked;
-                let mut tx = self.write().await?;
-                let sql = format!(
-                    "UPDATE enforcement SET claimed_by = $1, lease_until = $2 \
-                 WHERE id IN (SELECT id FROM enforcement WHERE state = 'sent' \
-                   AND (claimed_by = $1 OR claimed_by IS NULL OR lease_until IS NULL \
-                        OR lease_until < $3) \
-                   ORDER BY id{skip}) \
-                 RETURNING id"
-                );
-                let ids: Vec<i64> = sqlx::query_scalar(&sql)
-                    .bind(&lease.instance)
-                    .bind(lease.until.timestamp())
-                    .bind(now.timestamp())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let sql = format!("{OUTBOX_SELECT} WHERE e.id = $1");
-                let mut jobs = Vec::with_capacity(ids.len());
-                for id in ids {
-                    if let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? {
-                        jobs.push(outbox_job_from(&row)?);
-                    }
-                }
-                tx.commit().await?;
-                jobs.sort_by_key(|j| j.id);
-                Ok(jobs)
-            }
-            .await,
-        )
-    }
-
-    async fn claim_jobs(
-        &self,
-        claims: &[JobClaim<'_>],
-        lease: &Lease,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<bool>, StoreError> {
-        self.health.observe(
-            async {
-                let mut tx = self.write().await?;
-                let mut claimed = Vec::with_capacity(claims.len());
-                for claim in claims {
-                    let done = sqlx::query(
-                        "UPDATE enforcement SET state = 'sent', kind = $2, packet = $3, sends = 1, \
-                       updated_at = $4, claimed_by = $5, lease_until = $6 \
-                     WHERE id = $1 AND state = 'pending'",
-                    )
-                    .bind(claim.id)
-                    .bind(claim.kind.as_str())
-                    .bind(claim.packet)
-                    .bind(now.timestamp())
-                    .bind(&lease.instance)
-                    .bind(lease.until.timestamp())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    claimed.push(done);
-                }
-                tx.commit().await?;
-                Ok(claimed)
-            }
-            .await,
-        )
-    }
-
-    async fn job_resent(
-        &self,
-        id: i64,
-        sends: u32,
-        lease: &Lease,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.health.observe(
-            async {
-                let mut tx = self.write().await?;
-                let held = sqlx::query(
-                    "UPDATE enforcement SET sends = $2, updated_at = $3, lease_until = $5 \
-                 WHERE id = $1 AND state = 'sent' AND claimed_by = $4",
-                )
-                .bind(id)
-                .bind(i64::from(sends))
-                .bind(now.timestamp())
-                .bind(&lease.instance)
-                .bind(lease.until.timestamp())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                tx.commit().await?;
-                Ok(held)
-            }
-            .await,
-        )
-    }
-
-    async fn finish_jobs(
-        &self,
-        results: &[(i64, JobResult)],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.health.observe(
-            async {
-                let mut tx = self.write().await?;
-                for (id, result) in results {
-                    sqlx::query(
-                        "UPDATE enforcement SET state = $2, outcome = $3, error_cause = $4, \
-                       finished_at = $5, updated_at = $5 \
-                     WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(result.state.as_str())
-                    .bind(&result.outcome)
-                    .bind(result.error_cause.map(i64::from))
-                    .bind(now.timestamp())
-                    .execute(&mut *tx)
-                    .await?;
-                    if result.close_session {
-                        sqlx::query(
-                            "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
-                           terminate_cause = 'Session-Context-Not-Found', closed_by = 'gone' \
-                         WHERE id = (SELECT session_id FROM enforcement WHERE id = $1) \
-                           AND stopped_at IS NULL",
-                        )
-                        .bind(id)
-                        .bind(now.timestamp())
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                tx.commit().await?;
-                Ok(())
-            }
-            .await,
-        )
-    }
-
-    async fn fall_back(
-        &self,
-        id: i64,
-        outcome: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.health.observe(async {
-            let mut tx = self.write().await?;
-            let newer: Option<i64> = sqlx::query_scalar(
-                "SELECT n.id FROM enforcement n JOIN enforcement e ON e.session_id = n.session_id \
-                 WHERE e.id = $1 AND n.id > e.id AND n.state IN ('pending', 'sent') LIMIT 1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let fell_back = newer.is_none();
-            if fell_back {
-                sqlx::query(
-                    "UPDATE enforcement SET state = 'pending', kind = 'disconnect', fallback = TRUE, \
-                       packet = NULL, sends = 0, outcome = $2, updated_at = $3 \
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(outcome)
-                .bind(now.timestamp())
-                .execute(&mut *tx)
-                .await?;
-            } else {
-                sqlx::query(
-                    "UPDATE enforcement SET state = 'superseded', outcome = $2, finished_at = $3, \
-                       updated_at = $3 \
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(format!("{outcome}; a newer change replaced it"))
-                .bind(now.timestamp())
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(fell_back)
-        }.await)
     }
 
     async fn enforcement_jobs(
