@@ -1564,6 +1564,10 @@ async fn apply_accounting(conn: &mut Conn, event: &AccountingEvent) -> Result<()
         .await?
         {
             Some(open) => Some(open),
+            // A Start names its session as its NAS will: its key is the
+            // session's, and a miss is a new session (the look-up by
+            // parts is for the packets after it).
+            None if event.kind == AccountingKind::Start => None,
             None => compatible_session(conn, &key, event, true).await?,
         };
         if let Some(open) = open {
@@ -1601,6 +1605,7 @@ async fn apply_accounting(conn: &mut Conn, event: &AccountingEvent) -> Result<()
         .await?
         {
             Some(closed) => Some(closed),
+            None if event.kind == AccountingKind::Start => None,
             None => compatible_session(conn, &key, event, false).await?,
         };
         if let Some(closed) = closed {
