@@ -225,7 +225,12 @@ pub async fn run(
 
     notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
     start_watchdog(&background, shutdown.clone());
-    start_maintenance(&background, Arc::clone(&store), shutdown.clone());
+    start_maintenance(
+        &background,
+        Arc::clone(&store),
+        Arc::clone(&radius),
+        shutdown.clone(),
+    );
 
     let reloader = Reloader {
         path: config_path,
@@ -299,7 +304,11 @@ impl Reloader {
                 let settings = Arc::new(settings);
                 self.radius.apply(Arc::clone(&settings));
                 let store = Arc::clone(&self.store);
-                tokio::spawn(async move { mark_nas_without_coa(store.as_ref(), &settings).await });
+                let radius = Arc::clone(&self.radius);
+                tokio::spawn(async move {
+                    mark_nas_without_coa(store.as_ref(), &settings).await;
+                    radius.refresh_signers().await;
+                });
                 if let Some(log) = &self.log
                     && let Err(e) = log.set_level(&config.log.level)
                 {
@@ -351,13 +360,15 @@ fn notify(states: &[NotifyState<'_>]) {
 }
 
 /// How often the store looks after itself (its file still there, its WAL
-/// truncated).
+/// truncated) and the RADIUS server takes in the NAS sources another
+/// instance saw signing.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs the store's periodic care until `shutdown`.
 fn start_maintenance(
     tasks: &TaskTracker,
     store: Arc<dyn store::Store>,
+    radius: Arc<RadiusServer>,
     shutdown: CancellationToken,
 ) {
     tasks.spawn(async move {
@@ -367,7 +378,10 @@ fn start_maintenance(
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = ticks.tick() => store.maintain().await,
+                _ = ticks.tick() => {
+                    store.maintain().await;
+                    radius.refresh_signers().await;
+                }
             }
         }
     });

@@ -342,3 +342,56 @@ fn an_instance_killed_while_sending_is_relieved_by_the_other() {
     );
     assert!(b.log_text().contains("resending requests left in flight"));
 }
+
+#[test]
+fn a_nas_seen_signing_by_one_instance_must_sign_to_the_other_after_a_reload() {
+    if common::backend_missing() {
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let (_, a, b) = pair(temp.path(), "");
+    let file = write_file(
+        temp.path(),
+        "c.csv",
+        "contract_id,state,username,password\n1,active,maria,pw\n",
+    );
+    assert_eq!(a.ctl_json(&["import", file.to_str().unwrap()]).0, 0);
+    let unsigned = |nas: &mut Nas| {
+        let auth = common::nas::authenticator();
+        let hidden = liberad::radius::packet::hide_password(b"pw", &auth, &nas.secret.clone());
+        nas.request(
+            code::ACCESS_REQUEST,
+            auth,
+            &[(attr::USER_NAME, b"maria"), (attr::USER_PASSWORD, &hidden)],
+        )
+    };
+    let (auth_a, _) = a.radius_addresses();
+    let (auth_b, _) = b.radius_addresses();
+    let mut to_b = Nas::new(auth_b);
+    let request = unsigned(&mut to_b);
+    assert_eq!(to_b.exchange(&request).unwrap().code, code::ACCESS_ACCEPT);
+    // A sees the NAS sign, and remembers it in the shared database.
+    let mut to_a = Nas::new(auth_a);
+    assert_eq!(to_a.pap("maria", "pw").code, code::ACCESS_ACCEPT);
+    a.wait_for_log("this NAS signs its Access-Requests");
+    // B does not know yet; a reload makes it read the database (again,
+    // until A's record, written in the background, is there).
+    common::poll_until("B to take in what A remembered", || {
+        if b.log_text().contains("now required from them here too") {
+            return Ok(());
+        }
+        b.signal(Signal::HUP);
+        b.wait_for_log("configuration reloaded");
+        Err("not yet".to_owned())
+    });
+    let request = unsigned(&mut to_b);
+    to_b.send(&request);
+    common::poll_until("B to drop the unsigned request", || {
+        let (_, v) = b.ctl_json(&["nas", "list"]);
+        let drops = v["data"]["nas"][0]["counters"]["drops"]["missing_message_authenticator"]
+            .as_u64()
+            .unwrap_or(0);
+        (drops == 1).then_some(()).ok_or_else(|| v.to_string())
+    });
+    assert!(to_b.receive(&request, Duration::from_millis(100)).is_none());
+}

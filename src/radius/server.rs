@@ -502,6 +502,27 @@ impl RadiusServer {
             .unwrap_or_else(|| Arc::new(Counters::default()))
     }
 
+    /// Takes in the NAS sources the database remembers as signing (seen by
+    /// another instance on the same database), at reload and from time to
+    /// time.
+    pub async fn refresh_signers(&self) {
+        match self.store.message_authenticator_seen().await {
+            Ok(seen) => {
+                let added = self
+                    .signers
+                    .merge(seen.iter().map(|(n, s)| (n.as_str(), s.as_str())));
+                if added > 0 {
+                    tracing::info!(
+                        sources = added,
+                        "NAS sources seen signing by another instance: Message-Authenticator \
+                         now required from them here too"
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "NAS sources seen signing not read"),
+        }
+    }
+
     /// Puts reloaded settings in force: requests already being processed
     /// finish with the settings they started with, new ones take these.
     pub fn apply(&self, settings: Arc<Settings>) {

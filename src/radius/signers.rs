@@ -61,6 +61,30 @@ impl Signers {
             .contains_key(&(nas.to_owned(), source.to_canonical()))
     }
 
+    /// Adds what the database remembers now (another instance on the same
+    /// database may have seen a NAS sign); returns how many were new here.
+    pub fn merge<'a>(&self, entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
+        let mut seen = self.lock();
+        let mut added = 0;
+        for (nas, source) in entries {
+            let Ok(ip) = source.parse::<IpAddr>() else {
+                continue;
+            };
+            let key = (nas.to_owned(), ip.to_canonical());
+            match seen.get(&key) {
+                Some(Seen::Remembered | Seen::Storing) => {}
+                Some(Seen::NotStored) => {
+                    seen.insert(key, Seen::Remembered);
+                }
+                None => {
+                    seen.insert(key, Seen::Remembered);
+                    added += 1;
+                }
+            }
+        }
+        added
+    }
+
     /// A signed Access-Request came from `source` of `nas`.
     pub fn saw_signed(&self, nas: &str, source: IpAddr) -> Learned {
         let mut seen = self.lock();
@@ -142,6 +166,16 @@ mod tests {
         assert_eq!(signers.saw_signed("bras", ip("10.0.0.1")), Learned::Known);
         signers.stored("bras", ip("10.0.0.1"), true);
         assert_eq!(signers.saw_signed("bras", ip("10.0.0.1")), Learned::Known);
+    }
+
+    #[test]
+    fn what_another_instance_remembered_is_merged_in() {
+        let signers = Signers::default();
+        assert_eq!(signers.saw_signed("bras", ip("10.0.0.1")), Learned::New);
+        let added = signers.merge([("bras", "10.0.0.1"), ("bras", "10.0.0.2"), ("x", "bad")]);
+        assert_eq!(added, 1);
+        assert!(signers.required("bras", ip("10.0.0.2")));
+        assert_eq!(signers.merge([("bras", "10.0.0.2")]), 0);
     }
 
     #[test]
