@@ -694,26 +694,28 @@ impl AccountingEvent {
     /// subscribers given the same Acct-Session-Id are two sessions.
     pub fn session_key(&self) -> String {
         use md5::Digest;
+        use std::fmt::Write;
         let mut hash = md5::Md5::new();
-        let mut field = |value: Option<&str>| match value {
-            // Length-prefixed, so that no two lists of fields run together
-            // into the same bytes.
-            Some(text) => {
-                hash.update((text.len() as u64).to_be_bytes());
-                hash.update(text.as_bytes());
+        // Each field length-prefixed, an absent one marked apart, so that
+        // no two lists of fields run together into the same bytes.
+        let mut field = |value: Option<&[u8]>| match value {
+            Some(bytes) => {
+                hash.update((bytes.len() as u64).to_be_bytes());
+                hash.update(bytes);
             }
             None => hash.update(u64::MAX.to_be_bytes()),
         };
-        field(Some(&self.nas_name));
-        field(Some(&self.nas_identity));
-        field(Some(&self.username));
-        field(Some(&self.acct_session_id));
-        field(self.nas_port.map(|port| port.to_string()).as_deref());
-        field(self.nas_port_id.as_deref());
-        hash.finalize()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        field(Some(self.nas_name.as_bytes()));
+        field(Some(self.nas_identity.as_bytes()));
+        field(Some(self.username.as_bytes()));
+        field(Some(self.acct_session_id.as_bytes()));
+        field(self.nas_port.map(u32::to_be_bytes).as_ref().map(|b| &b[..]));
+        field(self.nas_port_id.as_deref().map(str::as_bytes));
+        let mut key = String::with_capacity(32);
+        for byte in hash.finalize() {
+            let _ = write!(key, "{byte:02x}");
+        }
+        key
     }
 
     /// The key sessions had before they were told apart by user and port:

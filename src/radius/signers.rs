@@ -22,10 +22,12 @@ enum Seen {
     NotStored,
 }
 
-/// The NAS entries and source addresses that have sent Message-Authenticator.
+/// The NAS entries and source addresses that have sent Message-Authenticator:
+/// by entry name, then by address, so that the check each Access-Request
+/// makes allocates nothing.
 #[derive(Debug, Default)]
 pub struct Signers {
-    seen: Mutex<HashMap<(String, IpAddr), Seen>>,
+    seen: Mutex<HashMap<String, HashMap<IpAddr, Seen>>>,
 }
 
 /// What to do about a signed Access-Request.
@@ -40,29 +42,23 @@ pub enum Learned {
 }
 
 impl Signers {
-    /// Those the database remembers; entries that do not parse as an
-    /// address are skipped.
+    /// Those the database remembers.
     pub fn remembered<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Signers {
-        let seen = entries
-            .into_iter()
-            .filter_map(|(nas, source)| {
-                let ip = source.parse::<IpAddr>().ok()?;
-                Some(((nas.to_owned(), ip), Seen::Remembered))
-            })
-            .collect();
-        Signers {
-            seen: Mutex::new(seen),
-        }
+        let signers = Signers::default();
+        signers.merge(entries);
+        signers
     }
 
     /// Whether Message-Authenticator is required from `source` of `nas`.
     pub fn required(&self, nas: &str, source: IpAddr) -> bool {
         self.lock()
-            .contains_key(&(nas.to_owned(), source.to_canonical()))
+            .get(nas)
+            .is_some_and(|sources| sources.contains_key(&source.to_canonical()))
     }
 
-    /// Adds what the database remembers now (another instance on the same
-    /// database may have seen a NAS sign); returns how many were new here.
+    /// Adds what the database remembers (at start, and later what another
+    /// instance on the same database saw); entries that do not parse as an
+    /// address are skipped. Returns how many were new here.
     pub fn merge<'a>(&self, entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
         let mut seen = self.lock();
         let mut added = 0;
@@ -70,14 +66,14 @@ impl Signers {
             let Ok(ip) = source.parse::<IpAddr>() else {
                 continue;
             };
-            let key = (nas.to_owned(), ip.to_canonical());
-            match seen.get(&key) {
+            let sources = seen.entry(nas.to_owned()).or_default();
+            match sources.get(&ip.to_canonical()) {
                 Some(Seen::Remembered | Seen::Storing) => {}
                 Some(Seen::NotStored) => {
-                    seen.insert(key, Seen::Remembered);
+                    sources.insert(ip.to_canonical(), Seen::Remembered);
                 }
                 None => {
-                    seen.insert(key, Seen::Remembered);
+                    sources.insert(ip.to_canonical(), Seen::Remembered);
                     added += 1;
                 }
             }
@@ -88,15 +84,16 @@ impl Signers {
     /// A signed Access-Request came from `source` of `nas`.
     pub fn saw_signed(&self, nas: &str, source: IpAddr) -> Learned {
         let mut seen = self.lock();
-        let key = (nas.to_owned(), source.to_canonical());
-        match seen.get(&key).copied() {
+        let sources = seen.entry(nas.to_owned()).or_default();
+        let ip = source.to_canonical();
+        match sources.get(&ip).copied() {
             Some(Seen::Remembered | Seen::Storing) => Learned::Known,
             Some(Seen::NotStored) => {
-                seen.insert(key, Seen::Storing);
+                sources.insert(ip, Seen::Storing);
                 Learned::Unstored
             }
             None => {
-                seen.insert(key, Seen::Storing);
+                sources.insert(ip, Seen::Storing);
                 Learned::New
             }
         }
@@ -110,22 +107,23 @@ impl Signers {
             Seen::NotStored
         };
         self.lock()
-            .insert((nas.to_owned(), source.to_canonical()), state);
+            .entry(nas.to_owned())
+            .or_default()
+            .insert(source.to_canonical(), state);
     }
 
     /// The sources of `nas` it is required from, for `nas list`.
     pub fn sources_of(&self, nas: &str) -> Vec<IpAddr> {
         let mut sources: Vec<IpAddr> = self
             .lock()
-            .keys()
-            .filter(|(name, _)| name == nas)
-            .map(|(_, ip)| *ip)
-            .collect();
+            .get(nas)
+            .map(|sources| sources.keys().copied().collect())
+            .unwrap_or_default();
         sources.sort_unstable();
         sources
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, IpAddr), Seen>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<IpAddr, Seen>>> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
