@@ -1512,6 +1512,20 @@ async fn apply_accounting(conn: &mut Conn, event: &AccountingEvent) -> Result<()
         } else {
             ("NAS-Request", "nas_off")
         };
+        // Its sessions end: a CoA or Disconnect still on its way to one
+        // of them has nothing left to change.
+        sqlx::query(
+            "UPDATE enforcement SET state = 'dropped', outcome = $4, finished_at = $1, \
+               updated_at = $1 \
+             WHERE state IN ('pending', 'sent') AND session_id IN (SELECT id FROM sessions \
+               WHERE nas_name = $2 AND nas_identity = $3 AND stopped_at IS NULL)",
+        )
+        .bind(at)
+        .bind(&event.nas_name)
+        .bind(&event.nas_identity)
+        .bind(SESSION_ENDED)
+        .execute(&mut *conn)
+        .await?;
         sqlx::query(
             "UPDATE sessions SET stopped_at = $1, updated_at = $1, terminate_cause = $2, \
                closed_by = $5 \
@@ -1522,18 +1536,6 @@ async fn apply_accounting(conn: &mut Conn, event: &AccountingEvent) -> Result<()
         .bind(&event.nas_name)
         .bind(&event.nas_identity)
         .bind(closed_by)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "UPDATE enforcement SET state = 'dropped', outcome = $4, finished_at = $1, \
-               updated_at = $1 \
-             WHERE state IN ('pending', 'sent') AND session_id IN (SELECT id FROM sessions \
-               WHERE nas_name = $2 AND nas_identity = $3 AND stopped_at = $1)",
-        )
-        .bind(at)
-        .bind(&event.nas_name)
-        .bind(&event.nas_identity)
-        .bind(SESSION_ENDED)
         .execute(&mut *conn)
         .await?;
         let greatest = DIALECT.greatest;

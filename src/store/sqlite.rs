@@ -610,4 +610,59 @@ mod tests {
         };
         assert_eq!(later.session_key(), key);
     }
+
+    #[tokio::test]
+    async fn a_stop_or_a_nas_restart_ends_the_enforcement_on_its_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_blocked(dir.path(), "1").await;
+        for user in ["ana", "bia"] {
+            let login = NewLogin {
+                username: user.into(),
+                contract_id: "1".into(),
+                password: Password::Cleartext("pw".into()),
+                reply: Vec::new(),
+            };
+            store
+                .add_login(login, &Actor::default(), at(NOON))
+                .await
+                .unwrap();
+            store
+                .record_accounting(&[event(AccountingKind::Start, user, NOON)])
+                .await
+                .unwrap();
+        }
+        let released = store.release(&request("1", NOON + 10)).await.unwrap();
+        assert_eq!(released.jobs.len(), 2);
+        let states = |jobs: Vec<crate::model::EnforcementJob>| {
+            let mut states: Vec<(String, String, Option<String>)> = jobs
+                .into_iter()
+                .map(|j| (j.username, j.state.as_str().to_owned(), j.outcome))
+                .collect();
+            states.sort();
+            states
+        };
+        // Ana hangs up: her job ends; Bia's stays pending.
+        store
+            .record_accounting(&[event(AccountingKind::Stop, "ana", NOON + 20)])
+            .await
+            .unwrap();
+        let ended = Some("session ended".to_owned());
+        assert_eq!(
+            states(store.enforcement_jobs_by_id(&released.jobs).await.unwrap()),
+            [
+                ("ana".into(), "dropped".into(), ended.clone()),
+                ("bia".into(), "pending".into(), None),
+            ]
+        );
+        // The NAS restarts: Bia's session, and her job, end too.
+        let on = event(AccountingKind::On, "", NOON + 30);
+        store.record_accounting(&[on]).await.unwrap();
+        assert_eq!(
+            states(store.enforcement_jobs_by_id(&released.jobs).await.unwrap()),
+            [
+                ("ana".into(), "dropped".into(), ended.clone()),
+                ("bia".into(), "dropped".into(), ended),
+            ]
+        );
+    }
 }
