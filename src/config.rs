@@ -660,6 +660,22 @@ fn de_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     d.deserialize_any(ModeVisitor)
 }
 
+/// Configuration text with `LIBERAD_SECTION__KEY` overrides on top.
+fn with_overrides(
+    text: &str,
+    overrides: config::Map<String, String>,
+) -> Result<config::Config, config::ConfigError> {
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(overrides)),
+        )
+        .build()
+}
+
 impl Config {
     /// Reads the TOML file at `path`, applies `LIBERAD_…` overrides from the
     /// process environment, and validates the result.
@@ -762,18 +778,10 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| error(format!("cannot read the configuration file: {e}")))?;
-        let overrides: config::Map<String, String> = std::env::vars()
+        let overrides = std::env::vars()
             .filter(|(k, _)| k.eq_ignore_ascii_case(&format!("{ENV_PREFIX}_ADMIN__SOCKET")))
             .collect();
-        let only: Only = config::Config::builder()
-            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("_")
-                    .separator("__")
-                    .source(Some(overrides)),
-            )
-            .build()
+        let only: Only = with_overrides(&text, overrides)
             .and_then(config::Config::try_deserialize)
             .map_err(|e| error(describe_error(&e)))?;
         if only.admin.socket.as_os_str().is_empty() {
@@ -815,16 +823,7 @@ impl Config {
             })
             .collect();
         let from_env: Vec<String> = overrides.keys().cloned().collect();
-        let built = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("_")
-                    .separator("__")
-                    .source(Some(overrides)),
-            )
-            .build()
-            .map_err(|e| file_error(describe_error(&e)))?;
+        let built = with_overrides(text, overrides).map_err(|e| file_error(describe_error(&e)))?;
         let config: Config = built.try_deserialize().map_err(|e| {
             let mut message = describe_error(&e);
             if !from_env.is_empty() {

@@ -783,6 +783,19 @@ fn liberactl_exit_codes_and_socket_discovery() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // LIBERAD_ADMIN__SOCKET overrides the file's socket, as for the daemon.
+    let elsewhere = write_file(
+        &daemon.dir,
+        "elsewhere.toml",
+        "[admin]\nsocket = \"/nonexistent/liberad.sock\"\n",
+    );
+    let out = Command::new(LIBERACTL)
+        .args(["--config", elsewhere.to_str().unwrap(), "ping"])
+        .env_remove("LIBERAD_SOCKET")
+        .env("LIBERAD_ADMIN__SOCKET", &daemon.socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // While the daemon refuses it, naming the dictionary.
     let out = Command::new(LIBERAD)
         .args(["--check-config", "--config", partial.to_str().unwrap()])
