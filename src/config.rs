@@ -326,6 +326,18 @@ pub enum CoaMode {
     None,
 }
 
+impl CoaMode {
+    /// As the configuration writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CoaMode::Coa => "coa",
+            CoaMode::Disconnect => "disconnect",
+            CoaMode::CoaThenDisconnect => "coa_then_disconnect",
+            CoaMode::None => "none",
+        }
+    }
+}
+
 /// `[profiles.*]`: what each effective profile gets.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1238,6 +1250,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.nas[0].coa_mode, CoaMode::None);
+    }
+
+    #[test]
+    fn coa_modes_print_as_the_configuration_writes_them() {
+        for mode in [
+            CoaMode::Coa,
+            CoaMode::Disconnect,
+            CoaMode::CoaThenDisconnect,
+            CoaMode::None,
+        ] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+        }
     }
 
     #[test]

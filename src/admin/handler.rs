@@ -570,12 +570,11 @@ impl Admin {
                 .unwrap_or_default()
         };
         let mut message = message;
-        if jobs.is_empty() && change.at_next_connection > 0 {
-            message.push_str(&at_next_connection(change.at_next_connection));
-        } else {
+        // "no online session to tell" only when there is none at all.
+        if !jobs.is_empty() || change.at_next_connection == 0 {
             message.push_str(&describe_enforcement(&jobs, wait));
-            message.push_str(&at_next_connection(change.at_next_connection));
         }
+        message.push_str(&at_next_connection(change.at_next_connection));
         Response::success(message).with_data(&ReleaseOutcome {
             release: change.value,
             sessions_told: change.jobs.len(),

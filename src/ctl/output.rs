@@ -369,10 +369,7 @@ fn nas(report: &NasReport) -> String {
                 n.name.clone(),
                 n.address.clone(),
                 message_authenticator(n),
-                serde_json::to_value(n.coa_mode)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                n.coa_mode.as_str().to_owned(),
                 n.coa_port.to_string(),
                 c.access_requests.to_string(),
                 c.accepts.to_string(),
