@@ -356,15 +356,7 @@ fn a_nas_seen_signing_by_one_instance_must_sign_to_the_other_after_a_reload() {
         "contract_id,state,username,password\n1,active,maria,pw\n",
     );
     assert_eq!(a.ctl_json(&["import", file.to_str().unwrap()]).0, 0);
-    let unsigned = |nas: &mut Nas| {
-        let auth = common::nas::authenticator();
-        let hidden = liberad::radius::packet::hide_password(b"pw", &auth, &nas.secret.clone());
-        nas.request(
-            code::ACCESS_REQUEST,
-            auth,
-            &[(attr::USER_NAME, b"maria"), (attr::USER_PASSWORD, &hidden)],
-        )
-    };
+    let unsigned = |nas: &mut Nas| nas.pap_request_as("maria", "pw", false, false);
     let (auth_a, _) = a.radius_addresses();
     let (auth_b, _) = b.radius_addresses();
     let mut to_b = Nas::new(auth_b);

@@ -162,17 +162,31 @@ impl Nas {
 
     /// A PAP Access-Request, signed, not sent.
     pub fn pap_request(&mut self, user: &str, password: &str) -> Vec<u8> {
+        self.pap_request_as(user, password, true, false)
+    }
+
+    /// A PAP Access-Request, not sent: with Message-Authenticator where
+    /// `signed` (pppd's RADIUS client never signs), with a Proxy-State
+    /// where `proxied`.
+    pub fn pap_request_as(
+        &mut self,
+        user: &str,
+        password: &str,
+        signed: bool,
+        proxied: bool,
+    ) -> Vec<u8> {
         let auth = authenticator();
         let hidden = packet::hide_password(password.as_bytes(), &auth, &self.secret);
-        let id = self.next_id();
-        let attributes: [(u8, &[u8]); 3] = [
-            (attr::MESSAGE_AUTHENTICATOR, &[0; 16]),
-            (attr::USER_NAME, user.as_bytes()),
-            (attr::USER_PASSWORD, &hidden),
-        ];
-        let mut p = packet::encode(code::ACCESS_REQUEST, id, &auth, &attributes).unwrap();
-        packet::sign_request(&mut p, &self.secret);
-        p
+        let mut attributes: Vec<(u8, &[u8])> = Vec::with_capacity(4);
+        if signed {
+            attributes.push((attr::MESSAGE_AUTHENTICATOR, &[0; 16]));
+        }
+        attributes.push((attr::USER_NAME, user.as_bytes()));
+        attributes.push((attr::USER_PASSWORD, &hidden));
+        if proxied {
+            attributes.push((attr::PROXY_STATE, b"proxy-1"));
+        }
+        self.request(code::ACCESS_REQUEST, auth, &attributes)
     }
 
     /// An MS-CHAPv2 login, as a BRAS sends it after PPP's MS-CHAPv2 with

@@ -42,7 +42,11 @@ fn nas_counters(daemon: &Daemon, name: &str) -> Value {
 }
 
 fn drops(daemon: &Daemon, reason: &str) -> u64 {
-    nas_counters(daemon, "test")["drops"][reason]
+    drops_of(daemon, "test", reason)
+}
+
+fn drops_of(daemon: &Daemon, nas: &str, reason: &str) -> u64 {
+    nas_counters(daemon, nas)["drops"][reason]
         .as_u64()
         .unwrap_or(0)
 }
@@ -600,13 +604,7 @@ fn message_authenticator_can_be_optional_for_an_old_nas() {
     ));
     let (auth, _) = daemon.radius_addresses();
     let mut old = Nas::bound("127.0.0.2:0", auth, "old");
-    let request_auth = authenticator();
-    let hidden = packet::hide_password(b"pw-ativo", &request_auth, b"old");
-    let p = old.request(
-        code::ACCESS_REQUEST,
-        request_auth,
-        &[(attr::USER_NAME, b"ativo"), (attr::USER_PASSWORD, &hidden)],
-    );
+    let p = old.pap_request_as("ativo", "pw-ativo", false, false);
     let reply = old.exchange(&p).unwrap();
     assert_eq!(reply.code, code::ACCESS_ACCEPT);
     // The reply still carries Message-Authenticator, first.
@@ -785,36 +783,13 @@ fn subscribers_given_the_same_acct_session_id_are_separate_sessions() {
     assert_eq!(sessions(&daemon, &[]).len(), 3);
 }
 
-/// A PAP Access-Request from `nas`, signed with Message-Authenticator or
-/// not, with Proxy-State or not.
-fn pap_from(nas: &mut Nas, user: &str, password: &str, signed: bool, proxy_state: bool) -> Vec<u8> {
-    let request_auth = authenticator();
-    let hidden = packet::hide_password(password.as_bytes(), &request_auth, &nas.secret.clone());
-    let mut attributes: Vec<(u8, &[u8])> = Vec::new();
-    if signed {
-        attributes.push((attr::MESSAGE_AUTHENTICATOR, &[0; 16]));
-    }
-    attributes.push((attr::USER_NAME, user.as_bytes()));
-    attributes.push((attr::USER_PASSWORD, &hidden));
-    if proxy_state {
-        attributes.push((attr::PROXY_STATE, b"proxy-1"));
-    }
-    nas.request(code::ACCESS_REQUEST, request_auth, &attributes)
-}
-
-fn auto_drops(daemon: &Daemon, reason: &str) -> u64 {
-    nas_counters(daemon, "auto-bras")["drops"][reason]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// Sends `request` and waits until the daemon counts it dropped for
 /// `reason`; it must go unanswered.
 fn assert_auto_dropped(daemon: &Daemon, nas: &mut Nas, request: &[u8], reason: &str) {
-    let before = auto_drops(daemon, reason);
+    let before = drops_of(daemon, "auto-bras", reason);
     nas.send(request);
     common::poll_until(&format!("a drop for {reason}"), || {
-        let now = auto_drops(daemon, reason);
+        let now = drops_of(daemon, "auto-bras", reason);
         (now > before).then_some(()).ok_or_else(|| format!("{now} drops"))
     });
     assert!(nas.receive(request, Duration::from_millis(100)).is_none());
@@ -834,28 +809,28 @@ fn message_authenticator_is_required_once_a_nas_is_seen_sending_it_and_after_a_r
     let mut bras = Nas::bound("127.0.0.4:0", auth, "auto");
     let mut neighbour = Nas::bound("127.0.0.5:0", auth, "auto");
     // A NAS that never signed (pppd) is served.
-    let unsigned = pap_from(&mut bras, "ativo", "pw-ativo", false, false);
+    let unsigned = bras.pap_request_as("ativo", "pw-ativo", false, false);
     assert_eq!(bras.exchange(&unsigned).unwrap().code, code::ACCESS_ACCEPT);
     let (_, v) = daemon.ctl_json(&["nas", "list"]);
     let entry = v["data"]["nas"].as_array().unwrap().iter().find(|n| n["name"] == "auto-bras").unwrap().clone();
     assert_eq!(entry["require_message_authenticator"], "auto");
     assert_eq!(entry["signing_sources"], serde_json::json!([]));
     // Proxy-State without Message-Authenticator: dropped (BlastRADIUS).
-    let proxied = pap_from(&mut bras, "ativo", "pw-ativo", false, true);
+    let proxied = bras.pap_request_as("ativo", "pw-ativo", false, true);
     assert_auto_dropped(&daemon, &mut bras, &proxied, "proxy_state_without_message_authenticator");
     daemon.wait_for_log("limit_proxy_state = false");
     // Signed, Proxy-State is taken and echoed.
-    let signed_proxied = pap_from(&mut bras, "ativo", "pw-ativo", true, true);
+    let signed_proxied = bras.pap_request_as("ativo", "pw-ativo", true, true);
     let reply = bras.exchange(&signed_proxied).unwrap();
     assert_eq!(reply.code, code::ACCESS_ACCEPT);
     assert_eq!(reply.attribute(attr::PROXY_STATE), Some(&b"proxy-1"[..]));
     daemon.wait_for_log("this NAS signs its Access-Requests");
     // From now on this address must sign; the other address of the entry
     // has not signed yet and need not.
-    let unsigned = pap_from(&mut bras, "ativo", "pw-ativo", false, false);
+    let unsigned = bras.pap_request_as("ativo", "pw-ativo", false, false);
     assert_auto_dropped(&daemon, &mut bras, &unsigned, "missing_message_authenticator");
     daemon.wait_for_log("if it no longer does, set require_message_authenticator = false");
-    let from_neighbour = pap_from(&mut neighbour, "ativo", "pw-ativo", false, false);
+    let from_neighbour = neighbour.pap_request_as("ativo", "pw-ativo", false, false);
     assert_eq!(
         neighbour.exchange(&from_neighbour).unwrap().code,
         code::ACCESS_ACCEPT
@@ -871,9 +846,9 @@ fn message_authenticator_is_required_once_a_nas_is_seen_sending_it_and_after_a_r
     daemon.launch();
     let (auth, _) = daemon.radius_addresses();
     let mut bras = Nas::bound("127.0.0.4:0", auth, "auto");
-    let unsigned = pap_from(&mut bras, "ativo", "pw-ativo", false, false);
+    let unsigned = bras.pap_request_as("ativo", "pw-ativo", false, false);
     assert_auto_dropped(&daemon, &mut bras, &unsigned, "missing_message_authenticator");
-    let signed = pap_from(&mut bras, "ativo", "pw-ativo", true, false);
+    let signed = bras.pap_request_as("ativo", "pw-ativo", true, false);
     assert_eq!(bras.exchange(&signed).unwrap().code, code::ACCESS_ACCEPT);
 }
 
@@ -889,12 +864,12 @@ fn a_nas_that_must_sign_is_told_which_setting_lets_it_in() {
     ));
     let (auth, _) = daemon.radius_addresses();
     let mut bras = Nas::bound("127.0.0.4:0", auth, "auto");
-    let unsigned = pap_from(&mut bras, "ativo", "pw-ativo", false, false);
+    let unsigned = bras.pap_request_as("ativo", "pw-ativo", false, false);
     assert_auto_dropped(&daemon, &mut bras, &unsigned, "missing_message_authenticator");
     daemon.wait_for_log("set require_message_authenticator = \"auto\" (or false)");
     // Once per interval per NAS, however many are dropped.
     for _ in 0..3 {
-        let unsigned = pap_from(&mut bras, "ativo", "pw-ativo", false, false);
+        let unsigned = bras.pap_request_as("ativo", "pw-ativo", false, false);
         assert_auto_dropped(&daemon, &mut bras, &unsigned, "missing_message_authenticator");
     }
     let lines = daemon
