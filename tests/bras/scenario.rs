@@ -339,7 +339,7 @@ pub fn run() {
         &mut || {
             let (client, session_id) = long.take().expect("the PAP session did not come up");
             let deadline = Duration::from_secs(INTERIM_SECS) + DEADLINE;
-            let interim = wait_until("the PAP session's Interim-Update", deadline, || {
+            let interim = common::poll_within("the PAP session's Interim-Update", deadline, || {
                 tap.records()
                     .into_iter()
                     .find(|r| r.status == tap::INTERIM && r.user == PAP.user)
@@ -431,30 +431,10 @@ fn provision(daemon: &Daemon) {
     }
 }
 
-/// Polls `check` every 100 ms for at most `deadline`.
-fn wait_until<T>(
-    what: &str,
-    deadline: Duration,
-    mut check: impl FnMut() -> Result<T, String>,
-) -> T {
-    let until = Instant::now() + deadline;
-    loop {
-        let seen = match check() {
-            Ok(value) => return value,
-            Err(seen) => seen,
-        };
-        assert!(
-            Instant::now() < until,
-            "timed out after {deadline:?} waiting for {what}; last seen: {seen}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The first accounting record from the `from`th on with this status and
 /// user, once the tap saw it.
 fn wait_for_record(tap: &Tap, from: usize, status: u32, user: &str) -> tap::Record {
-    wait_until(
+    common::poll_within(
         &format!("Accounting-Request status {status} of {user}"),
         DEADLINE,
         || {
@@ -477,7 +457,7 @@ fn wait_for_session(
     session_id: &str,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
-    wait_until(
+    common::poll_within(
         &format!("liberad's session {session_id} of {user}"),
         DEADLINE,
         || {
@@ -514,7 +494,7 @@ impl Client {
     /// Waits for ppp0 in the client's namespace; returns its local and peer
     /// addresses. Fails, with pppd's log, if pppd exits first.
     fn wait_up(&mut self) -> (String, String) {
-        wait_until(
+        common::poll_within(
             &format!("{}'s ppp0 to come up", self.user),
             DEADLINE,
             || {
@@ -540,13 +520,14 @@ impl Client {
     /// Waits for pppd to exit by itself.
     fn wait_exit(mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let status = wait_until(&format!("{}'s pppd to exit", self.user), DEADLINE, || {
-            child
-                .try_wait()
-                .unwrap()
-                .ok_or_else(|| "still running".to_owned())
-        });
-        wait_until(&format!("{}'s ppp0 to go", self.user), DEADLINE, || {
+        let status =
+            common::poll_within(&format!("{}'s pppd to exit", self.user), DEADLINE, || {
+                child
+                    .try_wait()
+                    .unwrap()
+                    .ok_or_else(|| "still running".to_owned())
+            });
+        common::poll_within(&format!("{}'s ppp0 to go", self.user), DEADLINE, || {
             if ppp0_addresses(&self.ns).is_none() {
                 Ok(())
             } else {
@@ -790,7 +771,7 @@ impl Bras {
             })
             .collect();
         let log = self.dir.join(format!("{name}.out"));
-        wait_until(&format!("{name} to listen"), DEADLINE, || {
+        common::poll_within(&format!("{name} to listen"), DEADLINE, || {
             let sockets = std::fs::read_to_string("/proc/self/net/packet").unwrap_or_default();
             let listening: Vec<&str> = sockets
                 .lines()
@@ -849,7 +830,7 @@ impl Bras {
     /// radattr.so recorded it on the BRAS (name → value).
     fn reply_of(&self, who: &Subscriber) -> BTreeMap<String, String> {
         let path = self.state.join(format!("radattr.{}", who.user));
-        let text = wait_until(
+        let text = common::poll_within(
             &format!("the BRAS's record of {}'s reply", who.user),
             DEADLINE,
             || std::fs::read_to_string(&path).map_err(|e| e.to_string()),
@@ -943,7 +924,7 @@ impl Bras {
             let from = tap.records().len();
             let mut first = self.connect("s4", &TWIN1, TWIN1.password, Method::Pap);
             let mut second = self.connect("s5", &TWIN2, TWIN2.password, Method::Pap);
-            wait_until("both sessions to be held in ip-pre-up", DEADLINE, || {
+            common::poll_within("both sessions to be held in ip-pre-up", DEADLINE, || {
                 let held =
                     [&TWIN1, &TWIN2].map(|w| self.state.join(format!("held.{}", w.user)).exists());
                 for client in [&mut first, &mut second] {
@@ -981,7 +962,7 @@ impl Bras {
                 continue;
             }
             let id = start1.session_id;
-            wait_until(
+            common::poll_within(
                 "liberad to list the two sessions with the same Acct-Session-Id",
                 DEADLINE,
                 || {

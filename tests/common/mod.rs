@@ -25,16 +25,26 @@ pub const LIBERACTL: &str = env!("CARGO_BIN_EXE_liberactl");
 
 /// Polls `check` until it gives a value, for at most [`DEADLINE`]; fails
 /// the test naming `what` it waited for (and the last thing `check` saw).
-pub fn poll_until<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + DEADLINE;
+pub fn poll_until<T>(what: &str, check: impl FnMut() -> Result<T, String>) -> T {
+    poll_within(what, DEADLINE, check)
+}
+
+/// [`poll_until`] with a deadline of the caller's (what runs in software
+/// emulation takes longer).
+pub fn poll_within<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let until = Instant::now() + deadline;
     loop {
         let seen = match check() {
             Ok(value) => return value,
             Err(seen) => seen,
         };
         assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}; last seen: {seen}"
+            Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}; last seen: {seen}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
