@@ -118,8 +118,13 @@ pub async fn seed(args: &SeedArgs) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
     let now = Utc::now();
-    let outcome = store
-        .import(&mut rows, false, &Actor::default(), now - Duration::days(3))
+    let app = liberad::app::App::new(
+        std::sync::Arc::clone(&store),
+        std::sync::Arc::new(liberad::clock::FixedClock(now - Duration::days(3))),
+        chrono_tz::UTC,
+    );
+    let outcome = app
+        .import(&Actor::default(), &mut rows, false)
         .await
         .map_err(|e| e.to_string())?;
     if !outcome.applied {

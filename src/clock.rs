@@ -43,3 +43,14 @@ impl Clock for TokioClock {
         self.wall + chrono::Duration::from_std(elapsed).unwrap_or_default()
     }
 }
+
+/// A clock that always reads the same instant: for work done "as of" a
+/// given time (a benchmark's seed) and tests of one instant.
+#[derive(Clone, Copy, Debug)]
+pub struct FixedClock(pub DateTime<Utc>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{Admin, AdminSocket, EnforcementView, RadiusView, server::BindError};
+use crate::admin::{Admin, AdminSocket, RadiusView, server::BindError};
+use crate::app::{App, Wake};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::enforcer::{Enforcer, UdpTransport};
@@ -22,7 +23,7 @@ use crate::radius::outage::AuthCache;
 use crate::radius::packet::Port;
 use crate::radius::signers::Signers;
 use crate::radius::{RadiusServer, Settings, Sockets};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, SchedulerHandle};
 use crate::store::{self, StoreError};
 use crate::telemetry;
 
@@ -154,10 +155,22 @@ pub async fn run(
         &config.instance(),
         transport,
     );
-    let (scheduler, scheduler_handle) = Scheduler::new(
-        Arc::clone(&store),
+    let scheduler_handle = SchedulerHandle::new();
+    let app = Arc::new(
+        App::new(Arc::clone(&store), Arc::clone(&clock), config.timezone)
+            .with_wake(
+                Wake {
+                    enforcer: Some(enforcer_handle),
+                    scheduler: Some(scheduler_handle.clone()),
+                },
+                Duration::from_secs(config.enforcement.wait_timeout_secs),
+            )
+            .with_settings(Arc::clone(&settings)),
+    );
+    let scheduler = Scheduler::new(
+        Arc::clone(&app),
         Arc::clone(&clock),
-        enforcer_handle.clone(),
+        &scheduler_handle,
         config.enforcement.expiry_batch,
     );
     scheduler.catch_up().await;
@@ -194,16 +207,11 @@ pub async fn run(
     }
 
     let admin = Arc::new(
-        Admin::new(Arc::clone(&store), Arc::clone(&clock), config.timezone)
+        Admin::new(Arc::clone(&app))
             .with_radius(RadiusView {
                 server: Arc::clone(&radius),
                 auth: auth_address,
                 acct: acct_address,
-            })
-            .with_enforcement(EnforcementView {
-                enforcer: enforcer_handle,
-                scheduler: scheduler_handle,
-                wait: Duration::from_secs(config.enforcement.wait_timeout_secs),
             })
             .with_metrics(metrics_address)
             .with_spool_dir(&config.state_dir),
@@ -279,7 +287,7 @@ struct Reloader {
     path: PathBuf,
     started: Config,
     radius: Arc<RadiusServer>,
-    store: Arc<dyn store::Store>,
+    store: Arc<store::Store>,
     log: Option<LogControl>,
 }
 
@@ -335,7 +343,7 @@ impl Reloader {
 /// Tells the store which NAS entries take no CoA, so that no job is queued
 /// for their sessions; a failure is logged, and the sessions' next
 /// accounting packet says it again.
-async fn mark_nas_without_coa(store: &dyn store::Store, settings: &Settings) {
+async fn mark_nas_without_coa(store: &store::Store, settings: &Settings) {
     let names: Vec<String> = settings
         .nas
         .iter()
@@ -367,7 +375,7 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 /// Runs the store's periodic care until `shutdown`.
 fn start_maintenance(
     tasks: &TaskTracker,
-    store: Arc<dyn store::Store>,
+    store: Arc<store::Store>,
     radius: Arc<RadiusServer>,
     shutdown: CancellationToken,
 ) {

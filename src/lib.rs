@@ -11,16 +11,25 @@
 //!   server, the enforcer, the admin socket and the store exchange
 //!   (accounting events, logins as RADIUS reads them, outbox jobs, NAS
 //!   counters, the database's write status);
-//! - [`store`]: the database behind one interface, SQLite or PostgreSQL;
-//!   the only module that names `sqlx`;
+//! - [`app`]: the application — every operation (release, revoke,
+//!   contract state, logins, parameters, import, what happened), one file
+//!   per group, each taking validated values and the actor who asked; it
+//!   checks the rules inside the transaction that writes their outcome,
+//!   words the audit, counts the metrics and wakes the scheduler and the
+//!   enforcer. Every front door (the admin socket today) is a thin adapter
+//!   onto it;
+//! - [`store`]: persistence only, on SQLite or PostgreSQL: typed reads and
+//!   writes grouped by aggregate on a transaction the application drives
+//!   ([`store::Tx`]); the only module that names `sqlx`;
 //! - [`radius`]: the RADIUS listeners and their pure core (packets,
 //!   dictionaries, decisions, accounting), with the settings compiled from
 //!   the configuration once by the daemon;
 //! - [`enforcer`] and [`scheduler`]: CoA / Disconnect to online sessions,
-//!   and the end of each release at its instant;
+//!   and the end of each release at its instant (through the
+//!   application);
 //! - [`import`]: reading a CSV of contracts and logins into an import plan;
 //! - [`admin`]: the Unix socket operators reach with `liberactl`, its
-//!   protocol, and what each request does;
+//!   protocol, and its adapter onto the application;
 //! - [`ctl`]: `liberactl` itself;
 //! - [`config`], [`logging`], [`clock`], [`telemetry`], [`daemon`]: the
 //!   process around it. `config` reads and checks the file and knows
@@ -30,6 +39,7 @@
 //! into this library.
 
 pub mod admin;
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod ctl;

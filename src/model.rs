@@ -82,6 +82,53 @@ pub fn check_username(username: &str) -> Result<(), InvalidValue> {
     check_text("username", username, MAX_USERNAME)
 }
 
+/// A contract id that passed [`check_contract_id`]: made once, where a
+/// request arrives, and trusted from there on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ContractId(String);
+
+impl ContractId {
+    pub fn parse(id: impl Into<String>) -> Result<ContractId, InvalidValue> {
+        let id = id.into();
+        check_contract_id(&id)?;
+        Ok(ContractId(id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ContractId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A login's name (RADIUS User-Name) that passed [`check_username`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(username: impl Into<String>) -> Result<Username, InvalidValue> {
+        let username = username.into();
+        check_username(&username)?;
+        Ok(Username(username))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Username {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A login's password: 1 to 128 bytes, the most PAP can carry.
 pub fn check_password(password: &str) -> Result<(), InvalidValue> {
     if password.is_empty() {

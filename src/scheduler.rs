@@ -2,8 +2,8 @@
 //! next end the store knows (no periodic scan of the table), is woken when
 //! releases are added or removed, and at start-up ends at once every
 //! release whose end passed while liberad was down. Each batch of endings
-//! is one store transaction that also queues the enforcement, after which
-//! the enforcer is woken.
+//! is one application operation ([`App::expire_due`]): one transaction
+//! that also queues the enforcement, after which the enforcer is woken.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::App;
 use crate::clock::Clock;
-use crate::enforcer::EnforcerHandle;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// Longest single sleep: the wall clock can be stepped (NTP), so the next
 /// end is looked up again at least this often.
@@ -22,44 +22,44 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// What others hold to tell the scheduler the releases changed.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct SchedulerHandle {
     wake: Arc<Notify>,
 }
 
 impl SchedulerHandle {
+    pub fn new() -> SchedulerHandle {
+        SchedulerHandle::default()
+    }
+
     pub fn wake(&self) {
         self.wake.notify_one();
     }
 }
 
+/// Ends releases through the application, which enforces each end.
 pub struct Scheduler {
-    store: Arc<dyn Store>,
+    app: Arc<App>,
     clock: Arc<dyn Clock>,
-    enforcer: EnforcerHandle,
     wake: Arc<Notify>,
     batch: u32,
 }
 
 impl Scheduler {
+    /// A scheduler woken through `handle`, ending at most `batch` releases
+    /// per transaction.
     pub fn new(
-        store: Arc<dyn Store>,
+        app: Arc<App>,
         clock: Arc<dyn Clock>,
-        enforcer: EnforcerHandle,
+        handle: &SchedulerHandle,
         batch: u32,
-    ) -> (Scheduler, SchedulerHandle) {
-        let wake = Arc::new(Notify::new());
-        let handle = SchedulerHandle {
-            wake: Arc::clone(&wake),
-        };
-        let scheduler = Scheduler {
-            store,
+    ) -> Scheduler {
+        Scheduler {
+            app,
             clock,
-            enforcer,
-            wake,
+            wake: Arc::clone(&handle.wake),
             batch: batch.max(1),
-        };
-        (scheduler, handle)
+        }
     }
 
     /// Ends, now, the releases whose end passed while liberad was down.
@@ -68,7 +68,7 @@ impl Scheduler {
     pub async fn catch_up(&self) {
         if let Err(e) = self.end_due().await {
             crate::store::log_failure(
-                self.store.as_ref(),
+                self.app.store().as_ref(),
                 "scheduler: releases not ended at start-up; retrying",
                 &e,
             );
@@ -85,7 +85,7 @@ impl Scheduler {
                 Ok(None) => MAX_SLEEP,
                 Err(e) => {
                     crate::store::log_failure(
-                        self.store.as_ref(),
+                        self.app.store().as_ref(),
                         "scheduler: releases not ended; retrying",
                         &e,
                     );
@@ -103,27 +103,13 @@ impl Scheduler {
     /// Ends every release due now, in batches; returns the next end.
     async fn end_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
         loop {
-            let now = self.clock.now();
-            let expired = self.store.expire_due(now, self.batch).await?;
-            if !expired.is_empty() {
-                metrics::counter!(crate::telemetry::RELEASES_ENDED, "reason" => "expired")
-                    .increment(expired.len() as u64);
-                let jobs: usize = expired.iter().map(|e| e.jobs.len()).sum();
-                tracing::info!(
-                    releases = expired.len(),
-                    enforcement_jobs = jobs,
-                    "releases expired"
-                );
-                if jobs > 0 {
-                    self.enforcer.wake();
-                }
-            }
+            let expired = self.app.expire_due(self.batch).await?;
             if expired.len() < self.batch as usize {
                 break;
             }
             // Let the RADIUS listeners at the database between batches.
             tokio::task::yield_now().await;
         }
-        self.store.next_release_end().await
+        self.app.next_release_end().await
     }
 }

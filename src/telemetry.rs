@@ -66,7 +66,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -93,11 +93,7 @@ pub async fn serve(
     }
 }
 
-async fn answer(
-    mut stream: TcpStream,
-    handle: &PrometheusHandle,
-    store: &dyn Store,
-) -> io::Result<()> {
+async fn answer(mut stream: TcpStream, handle: &PrometheusHandle, store: &Store) -> io::Result<()> {
     let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
         Ok(head) => head?,
         Err(_) => return Ok(()),
@@ -140,7 +136,7 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
-async fn refresh_gauges(store: &dyn Store) {
+async fn refresh_gauges(store: &Store) {
     let writes = store.write_status();
     metrics::gauge!(DATABASE_WRITABLE).set(if writes.writable { 1.0 } else { 0.0 });
     for (cause, refused) in writes.refused_by_cause {

@@ -24,22 +24,28 @@ fn everything(url: &str) -> Vec<String> {
         let store = liberad::store::open(&DatabaseConfig::default(), url)
             .await
             .unwrap();
+        let mut tx = store.read().await.unwrap();
         let mut all = vec![
-            format!("{:?}", store.parameters().await.unwrap()),
-            format!("{:?}", store.releases(None, 1000).await.unwrap()),
-            format!("{:?}", store.audit(1000).await.unwrap()),
-            format!("{:?}", store.sessions(None, false, 1000).await.unwrap()),
+            format!("{:?}", tx.parameters().await.unwrap()),
+            format!("{:?}", tx.releases(None, 1000).await.unwrap()),
+            format!("{:?}", tx.audit(None, 1000).await.unwrap()),
+            format!("{:?}", tx.sessions(None, false, 1000).await.unwrap()),
             format!(
                 "{:?}",
-                store.enforcement_jobs(None, false, 1000).await.unwrap()
+                tx.enforcement_jobs(None, false, 1000).await.unwrap()
             ),
         ];
-        for contract in store.contracts(None, None, 10_000).await.unwrap() {
+        for contract in tx.contracts(None, None, 10_000).await.unwrap() {
+            let id = contract.id.as_str();
             all.push(format!(
-                "{:?}",
-                store.contract_record(&contract.id, 1000).await.unwrap()
+                "{contract:?} {:?} {:?} {:?} {:?}",
+                tx.releases(Some(id), 1000).await.unwrap(),
+                tx.logins_of(id).await.unwrap(),
+                tx.audit(Some(id), 1000).await.unwrap(),
+                tx.open_sessions_of(id).await.unwrap(),
             ));
         }
+        tx.commit().await.unwrap();
         for login in ["maria", "jose", "ana"] {
             all.push(format!("{:?}", store.auth_lookup(login).await.unwrap()));
         }

@@ -16,10 +16,9 @@ use common::coa_nas::{Answer, CoaNas};
 use common::nas::Nas;
 use common::{Daemon, PROFILES, write_file};
 use liberad::config::DatabaseConfig;
-use liberad::model::{AccountingEvent, Actor, Password};
+use liberad::model::{AccountingEvent, Actor, ContractId, Password, Username};
 use liberad::policy::ContractState;
 use liberad::radius::packet::{Attributes, attr, code};
-use liberad::store::{NewContract, NewLogin, ReleaseRequest};
 use rustix::process::Signal;
 use serde_json::Value;
 
@@ -109,31 +108,25 @@ fn releases_that_ended_together(url: &str, n: usize) {
         let store = liberad::store::open(&DatabaseConfig::default(), url)
             .await
             .unwrap();
+        let store = Arc::new(store);
         let actor = Actor::default();
         let then = Utc::now() - chrono::Duration::days(2);
+        let app = liberad::app::App::new(
+            Arc::clone(&store),
+            Arc::new(liberad::clock::FixedClock(then)),
+            Sao_Paulo,
+        );
         for i in 0..n {
-            let id = format!("c{i}");
-            let contract = NewContract {
-                id: id.clone(),
-                name: String::new(),
-                state: ContractState::Blocked,
-            };
-            store.add_contract(contract, &actor, then).await.unwrap();
-            let login = NewLogin {
-                username: format!("u{i}"),
-                contract_id: id.clone(),
-                password: Password::Cleartext("pw".into()),
-                reply: Vec::new(),
-            };
-            store.add_login(login, &actor, then).await.unwrap();
-            let request = ReleaseRequest {
-                contract_id: id,
-                reason: String::new(),
-                actor: actor.clone(),
-                now: then,
-                timezone: Sao_Paulo,
-            };
-            store.release(&request).await.unwrap();
+            let id = ContractId::parse(format!("c{i}")).unwrap();
+            app.add_contract(&actor, &id, "", ContractState::Blocked)
+                .await
+                .unwrap();
+            let username = Username::parse(format!("u{i}")).unwrap();
+            let password = Password::Cleartext("pw".into());
+            app.add_login(&actor, &username, &id, password, Vec::new())
+                .await
+                .unwrap();
+            app.release(&actor, &id, "").await.unwrap();
         }
         let events: Vec<AccountingEvent> = (0..n)
             .map(|i| AccountingEvent {

@@ -193,7 +193,8 @@ fn postgresql_stopped_and_restarted_under_load_loses_nothing_acknowledged() {
         let store = liberad::store::open(&DatabaseConfig::default(), &url)
             .await
             .unwrap();
-        let all = store.sessions(None, false, u32::MAX).await.unwrap();
+        let mut read = store.read().await.unwrap();
+        let all = read.sessions(None, false, u32::MAX).await.unwrap();
         store.close().await;
         all.into_iter().map(|s| s.acct_session_id).collect()
     });

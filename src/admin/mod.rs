@@ -1,7 +1,8 @@
 //! The admin socket operators reach through `liberactl`.
 //!
 //! - [`protocol`]: the request and response types, shared with `liberactl`;
-//! - [`handler`]: what each request does;
+//! - [`handler`]: the adapter from a request to an operation of the
+//!   application and back;
 //! - [`import`]: an import's file, spooled as it arrives and read as it is
 //!   written;
 //! - [`server`]: the Unix socket loop.
@@ -11,5 +12,5 @@ pub mod import;
 pub mod protocol;
 pub mod server;
 
-pub use handler::{Admin, EnforcementView, RadiusView};
+pub use handler::{Admin, RadiusView};
 pub use server::AdminSocket;

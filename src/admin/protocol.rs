@@ -10,10 +10,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{
-    AuditEntry, Contract, EnforcementJob, Login, Release, SessionEnforcement, WriteStatus,
-};
-use crate::policy::{ContractState, Parameters, Profile};
+use crate::model::{Contract, EnforcementJob, Release, WriteStatus};
+use crate::policy::{ContractState, Parameters};
 
 /// Longest request line the daemon reads; longer ones are refused.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
@@ -240,29 +238,16 @@ impl Scalar {
 
 /// The stable error codes of refusals. Scripts match on these.
 pub mod code {
-    // The release rules, in the order they are checked.
-    pub const DISABLED: &str = "disabled";
-    pub const NOT_FOUND: &str = "not_found";
-    pub const CANCELLED: &str = "cancelled";
-    pub const NOT_BLOCKED: &str = "not_blocked";
-    pub const ALREADY_RELEASED: &str = "already_released";
-    pub const COOLDOWN: &str = "cooldown";
-    // Other refusals.
-    pub const NOT_RELEASED: &str = "not_released";
-    pub const EXISTS: &str = "exists";
-    pub const REJECTED_ROWS: &str = "rejected_rows";
+    // The application's refusals, the same on every front door.
+    pub use crate::app::code::*;
     // The request itself is wrong.
     pub const INVALID_REQUEST: &str = "invalid_request";
-    pub const INVALID_VALUE: &str = "invalid_value";
     pub const UNKNOWN_COMMAND: &str = "unknown_command";
     pub const LINE_TOO_LONG: &str = "line_too_long";
-    pub const INVALID_FILE: &str = "invalid_file";
     pub const TOO_LARGE: &str = "too_large";
     pub const NO_IMPORT: &str = "no_import";
-    // The daemon could not do it.
+    // The daemon could not do it now.
     pub const BUSY: &str = "busy";
-    pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
-    pub const INTERNAL: &str = "internal";
 }
 
 /// One response line.
@@ -342,27 +327,8 @@ pub struct Pong {
 }
 
 /// `contract show`: the contract summary ("resumo do contrato").
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ContractSummary {
-    pub contract: Contract,
-    /// The profile the network applies now; `None` means rejected.
-    pub profile: Option<Profile>,
-    pub running_release: Option<Release>,
-    /// The most recent release that is not running.
-    pub last_release: Option<Release>,
-    /// The first local date a new release is allowed.
-    pub next_allowed: NaiveDate,
-    /// Whether temporary release is enabled at all.
-    pub release_enabled: bool,
-    pub logins: Vec<Login>,
-    /// Most recent first.
-    pub audit: Vec<AuditEntry>,
-    /// Open sessions and the last CoA / Disconnect sent to each.
-    #[serde(default)]
-    pub sessions: Vec<SessionEnforcement>,
-}
+pub use crate::app::ContractSummary;
 
-/// `release` and `revoke`: the release, and what was told to the NAS.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseOutcome {
     #[serde(flatten)]

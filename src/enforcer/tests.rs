@@ -12,18 +12,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::transport::{ChannelPeer, ChannelTransport};
-use super::{Enforcer, EnforcerHandle, Lane};
+use super::{Enforcer, Lane};
+use crate::app::{App, Wake};
 use crate::clock::{Clock, TokioClock};
 use crate::config::{Config, EnforcementConfig};
 use crate::model::AccountingEvent;
 use crate::model::{Actor, JobState, Password};
+use crate::model::{ContractId, Username};
 use crate::model::{JobClaim, JobResult, Lease, OutboxJob, WriteStatus};
 use crate::policy::ContractState;
 use crate::radius::Settings;
 use crate::radius::packet::{self, Attributes, code};
 use crate::scheduler::{Scheduler, SchedulerHandle};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{NewContract, Outbox, ReleaseRequest, Store, StoreError};
+use crate::store::{self, Outbox, Store, StoreError};
 
 const SECRET: &[u8] = b"coa-secret";
 
@@ -44,10 +45,9 @@ struct Received {
 
 struct World {
     _dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
+    app: Arc<App>,
     clock: Arc<TokioClock>,
-    enforcer: EnforcerHandle,
-    scheduler: SchedulerHandle,
     received: Arc<Mutex<Vec<Received>>>,
     shutdown: CancellationToken,
 }
@@ -76,11 +76,10 @@ async fn world_with(config: EnforcementConfig, behaviour: Behaviour) -> World {
 async fn world_through(
     config: EnforcementConfig,
     behaviour: Behaviour,
-    outbox: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Outbox>,
+    outbox: impl FnOnce(Arc<Store>) -> Arc<dyn Outbox>,
 ) -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+    let store = Arc::new(store::sqlite::open(&dir.path().join("t.db")).await.unwrap());
     let shutdown = CancellationToken::new();
     let busy = shutdown.clone();
     tokio::spawn(async move {
@@ -105,10 +104,25 @@ async fn world_through(
         "test",
         transport,
     );
-    let (scheduler, scheduler_handle) = Scheduler::new(
-        Arc::clone(&store),
+    let scheduler_handle = SchedulerHandle::new();
+    let app = Arc::new(
+        App::new(
+            Arc::clone(&store),
+            Arc::clone(&clock) as Arc<dyn Clock>,
+            Sao_Paulo,
+        )
+        .with_wake(
+            Wake {
+                enforcer: Some(enforcer_handle.clone()),
+                scheduler: Some(scheduler_handle.clone()),
+            },
+            Duration::from_secs(5),
+        ),
+    );
+    let scheduler = Scheduler::new(
+        Arc::clone(&app),
         Arc::clone(&clock) as Arc<dyn Clock>,
-        enforcer_handle.clone(),
+        &scheduler_handle,
         config.expiry_batch,
     );
     tokio::spawn(enforcer.run(shutdown.clone(), Duration::ZERO));
@@ -118,9 +132,8 @@ async fn world_through(
     World {
         _dir: dir,
         store,
+        app,
         clock,
-        enforcer: enforcer_handle,
-        scheduler: scheduler_handle,
         received,
         shutdown,
     }
@@ -167,29 +180,26 @@ async fn settle() {
 
 impl World {
     async fn blocked_contract(&self, id: &str) {
-        let contract = NewContract {
-            id: id.to_owned(),
-            name: String::new(),
-            state: ContractState::Blocked,
-        };
-        self.store
-            .add_contract(contract, &Actor::default(), self.clock.now())
+        self.app
+            .add_contract(
+                &Actor::default(),
+                &ContractId::parse(id).unwrap(),
+                "",
+                ContractState::Blocked,
+            )
             .await
             .unwrap();
     }
 
     async fn online(&self, contract: &str) {
         // The session belongs to the contract through its login.
-        self.store
+        self.app
             .add_login(
-                crate::store::NewLogin {
-                    username: format!("user-{contract}"),
-                    contract_id: contract.to_owned(),
-                    password: Password::Cleartext("pw".into()),
-                    reply: Vec::new(),
-                },
                 &Actor::default(),
-                self.clock.now(),
+                &Username::parse(format!("user-{contract}")).unwrap(),
+                &ContractId::parse(contract).unwrap(),
+                Password::Cleartext("pw".into()),
+                Vec::new(),
             )
             .await
             .unwrap();
@@ -207,17 +217,10 @@ impl World {
     }
 
     async fn release(&self, contract: &str) -> crate::model::Release {
-        let request = ReleaseRequest {
-            contract_id: contract.to_owned(),
-            reason: String::new(),
-            actor: Actor::default(),
-            now: self.clock.now(),
-            timezone: Sao_Paulo,
-        };
-        let released = self.store.release(&request).await.unwrap();
-        self.scheduler.wake();
-        self.enforcer.wake();
-        released.value
+        // The application wakes the scheduler and the enforcer.
+        let contract = ContractId::parse(contract).unwrap();
+        let released = self.app.release(&Actor::default(), &contract, "").await;
+        released.unwrap().value
     }
 
     fn received(&self) -> Vec<Received> {
@@ -225,7 +228,7 @@ impl World {
     }
 
     async fn jobs_in(&self, state: JobState) -> usize {
-        self.store
+        self.app
             .enforcement_jobs(None, false, 100_000)
             .await
             .unwrap()
@@ -262,7 +265,11 @@ async fn a_release_ends_exactly_at_its_instant_and_is_enforced() {
     // One second before the end: still released, nothing more sent.
     tokio::time::advance(Duration::from_secs(2 * 3600 - 1)).await;
     settle().await;
-    let history = w.store.releases(Some("1"), 10).await.unwrap();
+    let history = w
+        .app
+        .releases(Some(&ContractId::parse("1").unwrap()), 10)
+        .await
+        .unwrap();
     assert_eq!(history[0].ended_at, None, "ended early");
     assert_eq!(w.received().len(), 1);
 
@@ -272,13 +279,20 @@ async fn a_release_ends_exactly_at_its_instant_and_is_enforced() {
     settle().await;
     tokio::time::advance(Duration::from_millis(1)).await;
     until("the expiry", async || {
-        w.store.releases(Some("1"), 10).await.unwrap()[0]
+        w.app
+            .releases(Some(&ContractId::parse("1").unwrap()), 10)
+            .await
+            .unwrap()[0]
             .ended_at
             .is_some()
     })
     .await;
     assert!(w.clock.now() - release.ends_at <= chrono::Duration::milliseconds(1));
-    let ended = &w.store.releases(Some("1"), 10).await.unwrap()[0];
+    let ended = &w
+        .app
+        .releases(Some(&ContractId::parse("1").unwrap()), 10)
+        .await
+        .unwrap()[0];
     assert_eq!(ended.ended_at, Some(release.ends_at));
     assert_eq!(ended.end_reason, Some(crate::model::EndReason::Expired));
     until("the expiry's CoA", async || w.received().len() == 2).await;
@@ -478,7 +492,7 @@ async fn a_request_to_a_session_that_stopped_is_not_sent_again() {
         ..AccountingEvent::default()
     };
     w.store.record_accounting(&[stop]).await.unwrap();
-    let jobs = w.store.enforcement_jobs(None, false, 10).await.unwrap();
+    let jobs = w.app.enforcement_jobs(None, false, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].state, JobState::Dropped);
     assert_eq!(jobs[0].outcome.as_deref(), Some("session ended"));
@@ -488,7 +502,7 @@ async fn a_request_to_a_session_that_stopped_is_not_sent_again() {
         settle().await;
     }
     assert_eq!(w.received().len(), 1, "no send after the session's Stop");
-    let jobs = w.store.enforcement_jobs(None, false, 10).await.unwrap();
+    let jobs = w.app.enforcement_jobs(None, false, 10).await.unwrap();
     assert_eq!(
         jobs[0].state,
         JobState::Dropped,
@@ -500,7 +514,7 @@ async fn a_request_to_a_session_that_stopped_is_not_sent_again() {
 /// The outbox of a real store, failing on demand: the next `n` claims or
 /// recordings of outcomes fail as an unreachable database would.
 struct FlakyOutbox {
-    inner: Arc<dyn Store>,
+    inner: Arc<Store>,
     failing_claims: std::sync::atomic::AtomicUsize,
     failing_records: std::sync::atomic::AtomicUsize,
     /// Every claim attempted, in order: the ids of each batch.
@@ -508,7 +522,7 @@ struct FlakyOutbox {
 }
 
 impl FlakyOutbox {
-    fn new(inner: Arc<dyn Store>) -> FlakyOutbox {
+    fn new(inner: Arc<Store>) -> FlakyOutbox {
         FlakyOutbox {
             inner,
             failing_claims: 0.into(),
@@ -607,7 +621,7 @@ async fn queue_releases(w: &World, contracts: &[&str]) -> Vec<i64> {
         w.release(id).await;
     }
     let mut ids: Vec<i64> = w
-        .store
+        .app
         .enforcement_jobs(None, false, 100)
         .await
         .unwrap()

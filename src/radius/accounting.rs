@@ -167,7 +167,7 @@ pub struct AccountingWriter {
 impl AccountingWriter {
     /// Starts the writer; it stops once every handle is dropped and what
     /// was queued is written.
-    pub fn start(store: Arc<dyn Store>, capacity: usize, tasks: &TaskTracker) -> AccountingWriter {
+    pub fn start(store: Arc<Store>, capacity: usize, tasks: &TaskTracker) -> AccountingWriter {
         let (queue, jobs) = mpsc::channel(capacity.max(1));
         tasks.spawn(write_batches(store, jobs));
         AccountingWriter { queue }
@@ -183,7 +183,7 @@ impl AccountingWriter {
     }
 }
 
-async fn write_batches(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>) {
+async fn write_batches(store: Arc<Store>, mut jobs: mpsc::Receiver<Job>) {
     let failures = crate::logging::Throttle::new(std::time::Duration::from_secs(10));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -215,9 +215,9 @@ trait Sink: Sync {
     fn write<'a>(&'a self, events: &'a [AccountingEvent]) -> Written<'a>;
 }
 
-impl Sink for Arc<dyn Store> {
+impl Sink for Arc<Store> {
     fn write<'a>(&'a self, events: &'a [AccountingEvent]) -> Written<'a> {
-        self.record_accounting(events)
+        Box::pin(self.record_accounting(events))
     }
 }
 

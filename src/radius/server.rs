@@ -154,7 +154,7 @@ impl Slots {
 /// The RADIUS server: settings, store, and the state its loops share.
 pub struct RadiusServer {
     settings: SharedSettings,
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     clock: Arc<dyn Clock>,
     accounting: AccountingWriter,
     /// Per NAS name; kept across reloads for the NAS that remain.
@@ -184,7 +184,7 @@ pub struct RadiusServer {
 impl RadiusServer {
     pub fn new(
         settings: SharedSettings,
-        store: Arc<dyn Store>,
+        store: Arc<Store>,
         clock: Arc<dyn Clock>,
         outage: AuthCache,
         signers: Signers,

@@ -13,9 +13,9 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 use sqlx::{Acquire, Row};
 
-use super::postgres::{PgStore, PoolSettings};
-use super::sqlite::SqliteStore;
-use super::{Store, StoreError};
+use super::db::Pool;
+use super::postgres::PoolSettings;
+use super::{Store, StoreError, postgres, sqlite};
 
 /// The tables, parents before children.
 const TABLES: [&str; 9] = [
@@ -71,20 +71,27 @@ pub async fn sqlite_to_postgres(source: &Path, target: &str) -> Result<Vec<Copie
             source.display()
         )));
     }
-    let sqlite = SqliteStore::open(source).await?;
+    let sqlite = sqlite::open(source).await?;
     let pool = PoolSettings {
         max_connections: 2,
         acquire_timeout: Duration::from_secs(30),
     };
-    let postgres = PgStore::connect(target, pool).await?;
+    let postgres = postgres::connect(target, pool).await?;
     let result = copy(&sqlite, &postgres).await;
     sqlite.close().await;
     postgres.close().await;
     result
 }
 
-async fn copy(sqlite: &SqliteStore, postgres: &PgStore) -> Result<Vec<Copied>, StoreError> {
-    let mut target = postgres.pool().begin().await?;
+async fn copy(sqlite: &Store, postgres: &Store) -> Result<Vec<Copied>, StoreError> {
+    let (Pool::Sqlite(source_pool), Pool::Postgres(target_pool)) =
+        (&sqlite.reader, &postgres.writer)
+    else {
+        return Err(StoreError::Setup(
+            "a copy goes from SQLite to PostgreSQL".to_owned(),
+        ));
+    };
+    let mut target = target_pool.begin().await?;
     check_tables(&mut target).await?;
     let holding: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM contracts) + (SELECT count(*) FROM logins) \
@@ -100,7 +107,7 @@ async fn copy(sqlite: &SqliteStore, postgres: &PgStore) -> Result<Vec<Copied>, S
         ));
     }
     // One read transaction: every table from the same snapshot.
-    let mut reader = sqlite.pool().acquire().await?;
+    let mut reader = source_pool.acquire().await?;
     let mut source = reader.begin().await?;
     let mut copied = Vec::with_capacity(TABLES.len());
     for table in TABLES {

@@ -241,7 +241,7 @@ mod tests {
         assert_eq!(status.cause.as_deref(), Some("disk full"));
         assert_eq!(status.failures, 2);
         // A refusal about the data says nothing about the database.
-        let refused: Result<(), StoreError> = Err(StoreError::ContractNotFound("1".into()));
+        let refused: Result<(), StoreError> = Err(StoreError::Corrupt("a value".into()));
         assert!(health.observe(refused).is_err());
         assert!(!health.status().writable);
         assert!(health.observe(Ok(())).is_ok());

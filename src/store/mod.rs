@@ -1,32 +1,49 @@
-//! Where contracts, logins, releases, parameters and the audit log live.
+//! Persistence: where contracts, logins, releases, sessions, the outbox,
+//! the audit trail and the parameters live, on SQLite (the embedded
+//! default) or PostgreSQL (several instances sharing one database).
 //!
-//! [`Store`] is the interface the rest of liberad uses; [`sqlite`] implements
-//! it on an embedded SQLite file. All SQL stays under this module. Every
-//! change is one transaction that also writes its audit entry, and every
-//! release decision is taken by [`crate::policy`] inside the transaction that
-//! records it, so two requests for the same contract cannot both succeed.
+//! The store decides nothing: what an operation means (the release rules,
+//! the audit's wording, what a change enforces) is the application's
+//! ([`crate::app`]). It gives the application a unit of work, [`Tx`]: a
+//! transaction whose typed reads and writes are grouped by aggregate, one
+//! file each ([`contracts`], [`logins`], [`releases`], [`sessions`],
+//! [`outbox`], [`audit`], [`parameters`], and the [`import`]'s own
+//! tables). Decisions read inside a write transaction still hold when it
+//! writes: SQLite takes its lock up front, PostgreSQL locks rows as they
+//! are read ([`Tx::lock_contract`]). [`db`] is the one place where the two
+//! backends differ in how a statement runs; [`sqlite`] and [`postgres`]
+//! open them. All SQL of liberad, and every use of `sqlx`, is under this
+//! module.
 
+pub mod audit;
+pub mod contracts;
 pub mod copy;
+pub mod db;
 pub mod health;
+pub mod import;
+pub mod logins;
+pub mod outbox;
+pub mod parameters;
 pub mod postgres;
+pub mod releases;
+pub mod sessions;
 pub mod sqlite;
 
-pub use crate::import::ImportRows;
+pub use audit::NewAudit;
+pub use contracts::NewContract;
+pub use db::Tx;
+pub use import::{ImportStatus, ImportedContract};
+pub use logins::{NewLogin, StoredLogin, reply_text};
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::import::ImportOutcome;
-use crate::model::{
-    AccountingEvent, Actor, AuditEntry, AuthRecord, Contract, EnforcementJob, JobClaim, JobResult,
-    Lease, Login, OutboxJob, Password, Release, ReplyAttribute, Session, SessionEnforcement,
-    WriteStatus,
-};
-use crate::policy::{ContractState, Grant, Parameter, Parameters, Refusal};
+use crate::model::{JobClaim, JobResult, Lease, OutboxJob, WriteStatus};
+use db::{Dialect, Pool, Statement};
+use health::WriteHealth;
 
 /// Why a store operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -44,18 +61,6 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the database: {0}")]
     Setup(String),
-    #[error("contract {0} is not known")]
-    ContractNotFound(String),
-    #[error("contract {0} already exists")]
-    ContractExists(String),
-    #[error("login {0} is not known")]
-    LoginNotFound(String),
-    #[error("login {0} already exists")]
-    LoginExists(String),
-    #[error("contract {0} has no running release")]
-    NotReleased(String),
-    #[error("release refused: {}", .0.code())]
-    Refused(Refusal),
     #[error("the database holds a value liberad cannot read: {0}")]
     Corrupt(String),
     /// What was given to the store cannot be read (an import file).
@@ -75,6 +80,18 @@ impl StoreError {
             StoreError::Unwritable { cause, .. } => Some(cause),
             StoreError::Read { cause, .. } => *cause,
             _ => None,
+        }
+    }
+
+    /// Whether the database refused a row because another has its unique
+    /// key (a second open release of a contract, written by a process
+    /// that did not take the lock).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(e) => e
+                .as_database_error()
+                .is_some_and(|d| d.is_unique_violation()),
+            _ => false,
         }
     }
 }
@@ -139,81 +156,6 @@ impl DatabaseFile {
     }
 }
 
-/// A contract to create.
-#[derive(Clone, Debug)]
-pub struct NewContract {
-    pub id: String,
-    pub name: String,
-    pub state: ContractState,
-}
-
-/// A login to create.
-#[derive(Clone, Debug)]
-pub struct NewLogin {
-    pub username: String,
-    pub contract_id: String,
-    pub password: Password,
-    pub reply: Vec<ReplyAttribute>,
-}
-
-/// A request to release a contract now.
-#[derive(Clone, Debug)]
-pub struct ReleaseRequest {
-    pub contract_id: String,
-    pub reason: String,
-    pub actor: Actor,
-    pub now: DateTime<Utc>,
-    /// The calendar the release days are counted in.
-    pub timezone: Tz,
-}
-
-/// What a state change did.
-#[derive(Clone, Debug)]
-pub struct StateChange {
-    pub contract: Contract,
-    pub previous: ContractState,
-    /// The release this change ended (payment ends a release as
-    /// `unblocked`, cancellation as `revoked`).
-    pub ended_release: Option<Release>,
-    /// Enforcement jobs queued for the contract's online sessions.
-    pub jobs: Vec<i64>,
-    /// Its online sessions on a NAS that takes no CoA (`coa_mode =
-    /// "none"`), which get the change when they connect again.
-    pub at_next_connection: usize,
-}
-
-/// The result of a change, with the enforcement jobs it queued for the
-/// contract's online sessions.
-#[derive(Clone, Debug)]
-pub struct Enforced<T> {
-    pub value: T,
-    pub jobs: Vec<i64>,
-    /// Online sessions on a NAS that takes no CoA: no job, the change
-    /// reaches them at their next connection.
-    pub at_next_connection: usize,
-}
-
-/// A release the scheduler ended, and the enforcement it queued.
-#[derive(Clone, Debug)]
-pub struct ExpiredRelease {
-    pub release: Release,
-    pub jobs: Vec<i64>,
-}
-
-/// Everything the contract summary shows, read in one transaction.
-#[derive(Clone, Debug)]
-pub struct ContractRecord {
-    pub contract: Contract,
-    /// The most recent releases, newest first (at most two).
-    pub recent_releases: Vec<Release>,
-    pub logins: Vec<Login>,
-    /// The most recent audit entries about the contract, newest first.
-    pub audit: Vec<AuditEntry>,
-    pub parameters: Parameters,
-    /// Its open sessions, each with its last enforcement job.
-    pub sessions: Vec<SessionEnforcement>,
-}
-
 /// Sizes the metrics report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreCounts {
@@ -224,8 +166,6 @@ pub struct StoreCounts {
     pub releases_running: u64,
 }
 
-/// The store interface, implemented once in `sql.rs` for SQLite and
-/// PostgreSQL alike (the suites run on both and expect the same answers).
 /// The enforcement outbox, as the enforcer works it: the part of the store
 /// it needs, and all it may call.
 #[async_trait]
@@ -277,186 +217,97 @@ pub trait Outbox: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
-#[async_trait]
-pub trait Store: Outbox {
+/// liberad's database, on either backend: a pool for writes and one for
+/// reads (on PostgreSQL the same pool), and, where the backend has one, a
+/// faster path for the read every Access-Request makes.
+pub struct Store {
+    writer: Pool,
+    reader: Pool,
+    dialect: &'static Dialect,
+    fast_reads: Option<sqlite::FastReads>,
+    /// Whether the database takes writes, from the outcome of each.
+    health: Arc<WriteHealth>,
+    /// SQLite: the file the store has open, to notice it deleted or
+    /// replaced under the running daemon.
+    file: Option<DatabaseFile>,
+}
+
+impl Store {
+    /// A write transaction: on SQLite it takes the database lock up front
+    /// (`BEGIN IMMEDIATE`); on PostgreSQL, rows are locked as they are
+    /// read. Refused while the database file is no longer the one at its
+    /// path, so that nothing is acknowledged into a file that will be lost.
+    pub async fn write(&self) -> Result<Tx, StoreError> {
+        if let Some(file) = &self.file
+            && let Err(e) = file.check()
+        {
+            return self.health.observe(Err(e));
+        }
+        Tx::write(&self.writer, self.dialect, Arc::clone(&self.health)).await
+    }
+
+    /// A read transaction: one consistent snapshot for several reads,
+    /// which never waits for writes.
+    pub async fn read(&self) -> Result<Tx, StoreError> {
+        Tx::read(&self.reader, self.dialect).await
+    }
+
     /// Finishes what is in flight and closes the database.
-    async fn close(&self);
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
 
     /// Periodic care: notices a database file deleted or replaced, and
     /// gives the space of a grown WAL back.
-    async fn maintain(&self);
+    pub async fn maintain(&self) {
+        // Looking notices a file deleted under the daemon; a checkpoint
+        // waits for writes that work.
+        if self.write_status().writable {
+            self.checkpoint().await;
+        }
+    }
 
-    /// Marks the open sessions of these NAS entries (`coa_mode = "none"`)
-    /// as taking no CoA, and every other open session as taking it, after
-    /// the configuration changed.
-    async fn mark_nas_without_coa(&self, names: &[String]) -> Result<(), StoreError>;
+    /// Writes the WAL back into the database file and truncates it
+    /// (SQLite): after a large write, and from time to time, so that a WAL
+    /// grown by an import or a midnight of expiries does not keep its size.
+    pub async fn checkpoint(&self) {
+        let Some(sql) = self.dialect.checkpoint else {
+            return;
+        };
+        if let Err(e) = self.writer.execute(Statement::new(sql)).await {
+            tracing::debug!(error = %e, "WAL checkpoint not done");
+        }
+    }
 
-    /// Every (NAS entry, source address) seen signing its Access-Requests.
-    async fn message_authenticator_seen(&self) -> Result<Vec<(String, String)>, StoreError>;
-    /// Records that a NAS entry's source signs its Access-Requests.
-    async fn remember_message_authenticator(
-        &self,
-        nas: &str,
-        source: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// The temporary-release parameters.
-    async fn parameters(&self) -> Result<Parameters, StoreError>;
-    /// Changes one parameter, validated, and audits it.
-    async fn set_parameter(
-        &self,
-        parameter: Parameter,
-        actor: &Actor,
-        now: DateTime<Utc>,
-    ) -> Result<Parameters, StoreError>;
-    /// Audits a request refused before it reached the store (a parameter
-    /// value that is not one), so that the attempt is on record.
-    async fn audit_refused(
-        &self,
-        action: &str,
-        contract_id: Option<&str>,
-        detail: &str,
-        outcome: &str,
-        actor: &Actor,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    async fn add_contract(
-        &self,
-        contract: NewContract,
-        actor: &Actor,
-        now: DateTime<Utc>,
-    ) -> Result<Contract, StoreError>;
-    /// Sets a contract's state; ends its running release when the contract
-    /// becomes active (`unblocked`) or cancelled (`revoked`).
-    async fn set_contract_state(
-        &self,
-        id: &str,
-        state: ContractState,
-        reason: &str,
-        actor: &Actor,
-        now: DateTime<Utc>,
-    ) -> Result<StateChange, StoreError>;
-    async fn contract(&self, id: &str) -> Result<Option<Contract>, StoreError>;
-    /// Contracts in the order of their ids as numbers (shorter first), at
-    /// most `limit`, from the one after `after`.
-    async fn contracts(
-        &self,
-        state: Option<ContractState>,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Contract>, StoreError>;
-    /// The contract with its releases, logins, audit and the parameters.
-    async fn contract_record(
-        &self,
-        id: &str,
-        audit_limit: u32,
-    ) -> Result<Option<ContractRecord>, StoreError>;
-
-    async fn add_login(
-        &self,
-        login: NewLogin,
-        actor: &Actor,
-        now: DateTime<Utc>,
-    ) -> Result<Login, StoreError>;
-    async fn remove_login(
-        &self,
-        username: &str,
-        actor: &Actor,
-        now: DateTime<Utc>,
-    ) -> Result<Login, StoreError>;
-    async fn login(&self, username: &str) -> Result<Option<Login>, StoreError>;
-
-    /// Releases a contract if the rules allow it, or returns
-    /// [`StoreError::Refused`]; the attempt is audited either way.
-    async fn release(&self, request: &ReleaseRequest) -> Result<Enforced<Release>, StoreError>;
-    /// Answers whether [`Store::release`] would succeed now, changing nothing.
-    async fn preview_release(&self, request: &ReleaseRequest) -> Result<Grant, StoreError>;
-    /// Ends a contract's running release early.
-    async fn revoke(
-        &self,
-        contract_id: &str,
-        reason: &str,
-        actor: &Actor,
-        now: DateTime<Utc>,
-    ) -> Result<Enforced<Release>, StoreError>;
-    /// Releases, newest first.
-    async fn releases(
-        &self,
-        contract_id: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Release>, StoreError>;
-
-    /// Audit entries, newest first.
-    async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
-
-    /// The login, its password and its contract's state, for RADIUS.
-    async fn auth_lookup(&self, username: &str) -> Result<Option<AuthRecord>, StoreError>;
-    /// Applies accounting events to the sessions table, all in one
-    /// transaction: when it returns, they are durable.
-    async fn record_accounting(&self, events: &[AccountingEvent]) -> Result<(), StoreError>;
-    /// Sessions, newest first.
-    async fn sessions(
-        &self,
-        contract_id: Option<&str>,
-        online_only: bool,
-        limit: u32,
-    ) -> Result<Vec<Session>, StoreError>;
+    /// Whether the database takes writes now, and if not, why.
+    pub fn write_status(&self) -> WriteStatus {
+        if let Some(file) = &self.file
+            && let Err(e) = file.check()
+        {
+            // Noticed here before any write: logged and counted like one.
+            let _ = self.health.observe::<()>(Err(e));
+        }
+        self.health.status()
+    }
 
     /// Counts for the metrics endpoint.
-    async fn counts(&self) -> Result<StoreCounts, StoreError>;
-
-    /// The end of the next release to expire, if any is open.
-    async fn next_release_end(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
-    /// Ends, as expired at their end instant, up to `limit` open releases
-    /// whose end is at or before `now`, queueing their enforcement, in one
-    /// transaction.
-    async fn expire_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<ExpiredRelease>, StoreError>;
-
-    /// Jobs, newest first.
-    async fn enforcement_jobs(
-        &self,
-        contract_id: Option<&str>,
-        failed_only: bool,
-        limit: u32,
-    ) -> Result<Vec<EnforcementJob>, StoreError>;
-    /// These jobs, as they stand.
-    async fn enforcement_jobs_by_id(&self, ids: &[i64]) -> Result<Vec<EnforcementJob>, StoreError>;
-
-    /// Imports rows in one transaction, batch by batch as `rows` hands
-    /// them over (the file is read while it is written, never held whole).
-    /// A row that cannot be imported is rejected with its line; with
-    /// `skip_invalid` the others are imported, without it nothing is.
-    async fn import(
-        &self,
-        rows: &mut ImportRows,
-        skip_invalid: bool,
-        actor: &Actor,
-        now: DateTime<Utc>,
-    ) -> Result<ImportOutcome, StoreError>;
-}
-
-/// What differs between the SQL of the two backends.
-pub(crate) struct Dialect {
-    /// How a write transaction begins.
-    pub begin_write: &'static str,
-    /// A statement locking a contract's row (`$1` = id), where rows lock.
-    pub lock_contract: Option<&'static str>,
-    /// A statement locking the parameters row.
-    pub lock_parameters: Option<&'static str>,
-    /// Appended to a row-picking subquery so that concurrent instances
-    /// take different rows.
-    pub skip_locked: &'static str,
-    /// The two-argument maximum function.
-    pub greatest: &'static str,
-    /// A statement that writes the WAL back into the database and
-    /// truncates it, where there is one to keep small.
-    pub checkpoint: Option<&'static str>,
+    pub async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let row = self
+            .reader
+            .fetch_one(Statement::new(
+                "SELECT (SELECT COUNT(*) FROM sessions WHERE stopped_at IS NULL) AS sessions, \
+                   (SELECT COUNT(*) FROM enforcement WHERE state IN ('pending', 'sent')) \
+                     AS outbox, \
+                   (SELECT COUNT(*) FROM releases WHERE ended_at IS NULL) AS releases",
+            ))
+            .await?;
+        Ok(StoreCounts {
+            sessions_online: row.count("sessions")?,
+            outbox_depth: row.count("outbox")?,
+            releases_running: row.count("releases")?,
+        })
+    }
 }
 
 /// Whether the database URL can be opened as written (a PostgreSQL URL's
@@ -478,7 +329,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
 
 /// Opens the store a database URL names, creating and migrating it if
 /// needed.
-pub async fn open(config: &DatabaseConfig, url: &str) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(config: &DatabaseConfig, url: &str) -> Result<Arc<Store>, StoreError> {
     open_in(config, url, None).await
 }
 
@@ -490,23 +341,21 @@ pub async fn open_in(
     config: &DatabaseConfig,
     url: &str,
     state_dir: Option<&std::path::Path>,
-) -> Result<Arc<dyn Store>, StoreError> {
+) -> Result<Arc<Store>, StoreError> {
     match DatabaseUrl::parse(url).map_err(StoreError::Setup)? {
         DatabaseUrl::Sqlite(path) => {
             let options = sqlite::OpenOptions {
                 must_exist: !config.create,
                 marker_dir: state_dir.map(std::path::Path::to_owned),
             };
-            Ok(Arc::new(
-                sqlite::SqliteStore::open_with(&path, &options).await?,
-            ))
+            Ok(Arc::new(sqlite::open_with(&path, &options).await?))
         }
         DatabaseUrl::Postgres(url) => {
             let pool = postgres::PoolSettings {
                 max_connections: config.max_connections,
                 acquire_timeout: std::time::Duration::from_millis(config.acquire_timeout_ms),
             };
-            Ok(Arc::new(postgres::PgStore::connect(&url, pool).await?))
+            Ok(Arc::new(postgres::connect(&url, pool).await?))
         }
     }
 }

@@ -10,9 +10,8 @@ use chrono_tz::America::Sao_Paulo;
 use common::coa_nas::{Answer, CoaNas, CoaRequest};
 use common::nas::Nas;
 use common::{Daemon, write_file};
-use liberad::model::{AccountingEvent, Actor, Password};
+use liberad::model::{AccountingEvent, Actor, ContractId, Password, Username};
 use liberad::radius::packet::attr;
-use liberad::store::{NewContract, NewLogin, ReleaseRequest};
 use rustix::process::Signal;
 use serde_json::Value;
 
@@ -309,23 +308,26 @@ fn a_release_that_ended_while_liberad_was_down_is_ended_and_enforced_at_start() 
             .await
             .unwrap();
         let two_days_ago = Utc::now() - chrono::Duration::days(2);
+        let store = std::sync::Arc::new(store);
+        let app = liberad::app::App::new(
+            std::sync::Arc::clone(&store),
+            std::sync::Arc::new(liberad::clock::FixedClock(two_days_ago)),
+            Sao_Paulo,
+        );
         let actor = Actor::default();
-        let contract = NewContract {
-            id: "9".into(),
-            name: String::new(),
-            state: liberad::policy::ContractState::Blocked,
-        };
-        store
-            .add_contract(contract, &actor, two_days_ago)
+        let contract = ContractId::parse("9").unwrap();
+        app.add_contract(&actor, &contract, "", liberad::policy::ContractState::Blocked)
             .await
             .unwrap();
-        let login = NewLogin {
-            username: "maria".into(),
-            contract_id: "9".into(),
-            password: Password::Cleartext("pw".into()),
-            reply: Vec::new(),
-        };
-        store.add_login(login, &actor, two_days_ago).await.unwrap();
+        app.add_login(
+            &actor,
+            &Username::parse("maria").unwrap(),
+            &contract,
+            Password::Cleartext("pw".into()),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
         let event = AccountingEvent {
             at: two_days_ago,
             nas_name: "test".into(),
@@ -338,14 +340,10 @@ fn a_release_that_ended_while_liberad_was_down_is_ended_and_enforced_at_start() 
             ..AccountingEvent::default()
         };
         store.record_accounting(&[event]).await.unwrap();
-        let request = ReleaseRequest {
-            contract_id: "9".into(),
-            reason: "before the outage".into(),
-            actor,
-            now: two_days_ago,
-            timezone: Sao_Paulo,
-        };
-        let released = store.release(&request).await.unwrap();
+        let released = app
+            .release(&actor, &contract, "before the outage")
+            .await
+            .unwrap();
         store.close().await;
         released.value.ends_at
     });

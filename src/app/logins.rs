@@ -1,0 +1,99 @@
+//! Logins (PPPoE / hotspot users): adding one to a contract, removing one,
+//! showing one.
+
+use super::{App, Error};
+use crate::model::{
+    self, Actor, ContractId, InvalidValue, Login, Password, ReplyAttribute, Username,
+};
+use crate::store::{NewAudit, NewLogin};
+
+impl App {
+    /// Checks reply attributes against the built-in rules and, when RADIUS
+    /// runs, against the dictionaries in force: a login never stores an
+    /// attribute its Access-Accept could not carry.
+    pub fn check_reply(&self, reply: &[ReplyAttribute]) -> Result<(), InvalidValue> {
+        model::check_reply(reply)?;
+        if let Some(settings) = self.settings() {
+            for attribute in reply {
+                settings
+                    .encode_login_attribute(attribute)
+                    .map_err(|problem| InvalidValue {
+                        field: "attribute",
+                        problem,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a login to a contract.
+    pub async fn add_login(
+        &self,
+        actor: &Actor,
+        username: &Username,
+        contract: &ContractId,
+        password: Password,
+        reply: Vec<ReplyAttribute>,
+    ) -> Result<Login, Error> {
+        self.check_reply(&reply)?;
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        if tx.contract(contract.as_str()).await?.is_none() {
+            return Err(Error::ContractNotFound(contract.clone()));
+        }
+        if tx.login(username.as_str()).await?.is_some() {
+            return Err(Error::LoginExists(username.clone()));
+        }
+        let login = NewLogin {
+            username: username.as_str().to_owned(),
+            contract_id: contract.as_str().to_owned(),
+            password,
+            reply,
+        };
+        let created = tx.insert_login(&login, now).await?;
+        let detail = format!(
+            "login {} added ({} reply attributes)",
+            created.username,
+            created.reply.len()
+        );
+        tx.write_audit(NewAudit {
+            at: now,
+            actor,
+            action: "login_add",
+            contract_id: Some(&created.contract_id),
+            detail: &detail,
+            outcome: "ok",
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Removes a login; the login it was.
+    pub async fn remove_login(&self, actor: &Actor, username: &Username) -> Result<Login, Error> {
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        let Some(removed) = tx.delete_login(username.as_str()).await? else {
+            return Err(Error::LoginNotFound(username.clone()));
+        };
+        let detail = format!("login {username} removed");
+        tx.write_audit(NewAudit {
+            at: now,
+            actor,
+            action: "login_remove",
+            contract_id: Some(&removed.contract_id),
+            detail: &detail,
+            outcome: "ok",
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    pub async fn login(&self, username: &Username) -> Result<Login, Error> {
+        let mut tx = self.store.read().await?;
+        let login = tx.login(username.as_str()).await?;
+        tx.commit().await?;
+        login.ok_or_else(|| Error::LoginNotFound(username.clone()))
+    }
+}
