@@ -960,3 +960,5 @@ fn canonical(address: SocketAddr) -> SocketAddr {
     SocketAddr::new(address.ip().to_canonical(), address.port())
 }
 
+#[cfg(test)]
+mod tests;
