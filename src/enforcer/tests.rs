@@ -11,8 +11,8 @@ use chrono_tz::America::Sao_Paulo;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Enforcer;
 use super::transport::{ChannelPeer, ChannelTransport};
-use super::{Enforcer, Lane};
 use crate::app::{App, Wake};
 use crate::clock::{Clock, TokioClock};
 use crate::config::{Config, EnforcementConfig};
@@ -725,28 +725,4 @@ async fn outcomes_the_store_refuses_are_kept_and_recorded_later() {
     // Kept, not lost: neither request went out again for it.
     assert_eq!(w.received().len(), 2);
     w.shutdown.cancel();
-}
-
-#[test]
-fn no_second_sees_more_requests_than_the_nas_limit() {
-    let t0 = Instant::now();
-    let mut lane = Lane::new();
-    for _ in 0..20 {
-        assert!(lane.may_start(t0, 20));
-        lane.started.push_back(t0);
-    }
-    // A burst fills the second; the window slides, it does not refill.
-    assert!(!lane.may_start(t0 + Duration::from_millis(999), 20));
-    assert_eq!(lane.next_start(), Some(t0 + Duration::from_secs(1)));
-    assert!(lane.may_start(t0 + Duration::from_secs(1), 20));
-    // Prepared but not sent yet counts too.
-    lane.reserved = 20;
-    assert!(!lane.may_start(t0 + Duration::from_secs(1), 20));
-    lane.reserved = 0;
-    let t1 = t0 + Duration::from_millis(1500);
-    for _ in 0..20 {
-        assert!(lane.may_start(t1, 20));
-        lane.started.push_back(t1);
-    }
-    assert!(!lane.may_start(t1 + Duration::from_millis(999), 20));
 }
