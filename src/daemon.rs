@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{Admin, AdminSocket, RadiusView, server::BindError};
-use crate::app::{App, Wake};
+use crate::app::{App, ReleasesChanged, Wake};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::enforcer::{Enforcer, UdpTransport};
@@ -23,7 +23,7 @@ use crate::radius::outage::AuthCache;
 use crate::radius::packet::Port;
 use crate::radius::signers::Signers;
 use crate::radius::{RadiusServer, Settings, Sockets};
-use crate::scheduler::{Scheduler, SchedulerHandle};
+use crate::scheduler::Scheduler;
 use crate::store::{self, StoreError};
 use crate::telemetry;
 
@@ -155,13 +155,13 @@ pub async fn run(
         &config.instance(),
         transport,
     );
-    let scheduler_handle = SchedulerHandle::new();
+    let releases_changed = ReleasesChanged::new();
     let app = Arc::new(
         App::new(Arc::clone(&store), Arc::clone(&clock), config.timezone)
             .with_wake(
                 Wake {
                     enforcer: Some(enforcer_handle),
-                    scheduler: Some(scheduler_handle.clone()),
+                    scheduler: Some(releases_changed.clone()),
                 },
                 Duration::from_secs(config.enforcement.wait_timeout_secs),
             )
@@ -170,7 +170,7 @@ pub async fn run(
     let scheduler = Scheduler::new(
         Arc::clone(&app),
         Arc::clone(&clock),
-        &scheduler_handle,
+        releases_changed.clone(),
         config.enforcement.expiry_batch,
     );
     scheduler.catch_up().await;

@@ -8,10 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use crate::app::{App, ReleasesChanged};
 use crate::clock::Clock;
 use crate::store::StoreError;
 
@@ -21,43 +20,27 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// After a store error, wait this long before trying again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
-/// What others hold to tell the scheduler the releases changed.
-#[derive(Clone, Default)]
-pub struct SchedulerHandle {
-    wake: Arc<Notify>,
-}
-
-impl SchedulerHandle {
-    pub fn new() -> SchedulerHandle {
-        SchedulerHandle::default()
-    }
-
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-}
-
 /// Ends releases through the application, which enforces each end.
 pub struct Scheduler {
     app: Arc<App>,
     clock: Arc<dyn Clock>,
-    wake: Arc<Notify>,
+    wake: ReleasesChanged,
     batch: u32,
 }
 
 impl Scheduler {
-    /// A scheduler woken through `handle`, ending at most `batch` releases
-    /// per transaction.
+    /// A scheduler woken through `wake` (the one the application notifies
+    /// after a change), ending at most `batch` releases per transaction.
     pub fn new(
         app: Arc<App>,
         clock: Arc<dyn Clock>,
-        handle: &SchedulerHandle,
+        wake: ReleasesChanged,
         batch: u32,
     ) -> Scheduler {
         Scheduler {
             app,
             clock,
-            wake: Arc::clone(&handle.wake),
+            wake,
             batch: batch.max(1),
         }
     }

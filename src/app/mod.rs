@@ -35,7 +35,6 @@ use crate::enforcer::EnforcerHandle;
 use crate::model::{ContractId, InvalidValue, Username};
 use crate::policy::{self, Refusal};
 use crate::radius::server::SharedSettings;
-use crate::scheduler::SchedulerHandle;
 use crate::store::{Store, StoreError};
 
 pub use crate::model::Actor;
@@ -171,7 +170,29 @@ impl Error {
 #[derive(Clone, Default)]
 pub struct Wake {
     pub enforcer: Option<EnforcerHandle>,
-    pub scheduler: Option<SchedulerHandle>,
+    /// Whoever ends releases at their instant (the scheduler).
+    pub scheduler: Option<ReleasesChanged>,
+}
+
+/// Tells whoever waits on it (the scheduler) that releases were added or
+/// ended, so that it looks for the next end again.
+#[derive(Clone, Default)]
+pub struct ReleasesChanged(Arc<tokio::sync::Notify>);
+
+impl ReleasesChanged {
+    pub fn new() -> ReleasesChanged {
+        ReleasesChanged::default()
+    }
+
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+
+    /// Until the next [`ReleasesChanged::notify`] (or at once, if one came
+    /// since the last wait).
+    pub async fn notified(&self) {
+        self.0.notified().await;
+    }
 }
 
 /// The application: the store, the clock and calendar the rules are read
@@ -237,7 +258,7 @@ impl App {
     /// were queued.
     fn changed(&self, jobs: usize) {
         if let Some(scheduler) = &self.wake.scheduler {
-            scheduler.wake();
+            scheduler.notify();
         }
         if jobs > 0
             && let Some(enforcer) = &self.wake.enforcer

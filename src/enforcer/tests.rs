@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Enforcer;
 use super::transport::{ChannelPeer, ChannelTransport};
-use crate::app::{App, Wake};
+use crate::app::{App, ReleasesChanged, Wake};
 use crate::clock::{Clock, TokioClock};
 use crate::config::{Config, EnforcementConfig};
 use crate::model::AccountingEvent;
@@ -23,7 +23,7 @@ use crate::model::{JobClaim, JobResult, Lease, OutboxJob, WriteStatus};
 use crate::policy::ContractState;
 use crate::radius::Settings;
 use crate::radius::packet::{self, Attributes, code};
-use crate::scheduler::{Scheduler, SchedulerHandle};
+use crate::scheduler::Scheduler;
 use crate::store::{self, Outbox, Store, StoreError};
 
 const SECRET: &[u8] = b"coa-secret";
@@ -104,7 +104,7 @@ async fn world_through(
         "test",
         transport,
     );
-    let scheduler_handle = SchedulerHandle::new();
+    let releases_changed = ReleasesChanged::new();
     let app = Arc::new(
         App::new(
             Arc::clone(&store),
@@ -114,7 +114,7 @@ async fn world_through(
         .with_wake(
             Wake {
                 enforcer: Some(enforcer_handle.clone()),
-                scheduler: Some(scheduler_handle.clone()),
+                scheduler: Some(releases_changed.clone()),
             },
             Duration::from_secs(5),
         ),
@@ -122,7 +122,7 @@ async fn world_through(
     let scheduler = Scheduler::new(
         Arc::clone(&app),
         Arc::clone(&clock) as Arc<dyn Clock>,
-        &scheduler_handle,
+        releases_changed.clone(),
         config.expiry_batch,
     );
     tokio::spawn(enforcer.run(shutdown.clone(), Duration::ZERO));
