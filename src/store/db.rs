@@ -121,6 +121,9 @@ impl<'a> From<&'a [u8]> for Value<'a> {
     }
 }
 
+/// Values a statement has room for before it grows.
+const VALUES: usize = 24;
+
 /// A statement and the values of its parameters, built once and run on
 /// either backend.
 #[derive(Clone, Debug)]
@@ -134,7 +137,9 @@ impl<'a> Statement<'a> {
     pub fn new(sql: impl Into<Cow<'a, str>>) -> Statement<'a> {
         Statement {
             sql: sql.into(),
-            values: Vec::new(),
+            // Room for most statements' values at once: no reallocation
+            // while an accounting event's twenty are bound.
+            values: Vec::with_capacity(VALUES),
         }
     }
 
