@@ -130,6 +130,11 @@ const VALUES: usize = 24;
 pub(crate) struct Statement<'a> {
     sql: Cow<'a, str>,
     values: Vec<Value<'a>>,
+    /// Where [`Statement::push_bind`] wrote a `$N`. SQLite keeps `$N` and
+    /// `?N` as names and looks each one up in a list when it is bound, so a
+    /// statement of a few thousand values spent seconds binding; it gets a
+    /// plain `?` there instead.
+    pushed: Vec<usize>,
 }
 
 impl<'a> Statement<'a> {
@@ -140,6 +145,7 @@ impl<'a> Statement<'a> {
             // Room for most statements' values at once: no reallocation
             // while an accounting event's twenty are bound.
             values: Vec::with_capacity(VALUES),
+            pushed: Vec::new(),
         }
     }
 
@@ -165,8 +171,32 @@ impl<'a> Statement<'a> {
     pub fn push_bind(&mut self, value: impl Into<Value<'a>>) -> &mut Statement<'a> {
         self.values.push(value.into());
         let n = self.values.len();
+        self.pushed.push(self.sql.len());
         self.sql.to_mut().push_str(&format!("${n}"));
         self
+    }
+
+    /// The text as SQLite should read it: each parameter pushed one by
+    /// one as a plain `?`, taken in order (those written in the text stay
+    /// `$N`: few, and a statement is either one or the other).
+    fn sqlite_text(&self) -> Cow<'_, str> {
+        if self.pushed.is_empty() {
+            return Cow::Borrowed(&self.sql);
+        }
+        let mut text = String::with_capacity(self.sql.len());
+        let mut from = 0;
+        for &at in &self.pushed {
+            text.push_str(&self.sql[from..at]);
+            text.push('?');
+            // Past the `$` and its digits.
+            from = at + 1;
+            from += self.sql[from..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+        }
+        text.push_str(&self.sql[from..]);
+        Cow::Owned(text)
     }
 
     /// Appends `(v1, v2, …)`, one parameter per value.
@@ -204,7 +234,10 @@ impl<'a> Statement<'a> {
 
 /// Binds a statement's values on one backend. The bounds list what every
 /// value kind needs of the backend, once.
-fn bound<'q, DB>(statement: &'q Statement<'q>) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+fn bound<'q, DB>(
+    sql: &'q str,
+    statement: &'q Statement<'q>,
+) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
 where
     DB: sqlx::Database,
     Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -212,7 +245,7 @@ where
     Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Option<&'q [u8]>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    let mut query = sqlx::query::<DB>(&statement.sql);
+    let mut query = sqlx::query::<DB>(sql);
     for value in &statement.values {
         query = match value {
             Value::Int(v) => query.bind(*v),
@@ -298,13 +331,13 @@ macro_rules! on_backend {
 impl Pool {
     pub async fn fetch_all(&self, statement: Statement<'_>) -> Result<Vec<DbRow>, StoreError> {
         Ok(match self {
-            Pool::Sqlite(pool) => bound(&statement)
+            Pool::Sqlite(pool) => bound(&statement.sqlite_text(), &statement)
                 .fetch_all(pool)
                 .await?
                 .into_iter()
                 .map(DbRow::Sqlite)
                 .collect(),
-            Pool::Postgres(pool) => bound(&statement)
+            Pool::Postgres(pool) => bound(&statement.sql, &statement)
                 .fetch_all(pool)
                 .await?
                 .into_iter()
@@ -318,11 +351,11 @@ impl Pool {
         statement: Statement<'_>,
     ) -> Result<Option<DbRow>, StoreError> {
         Ok(match self {
-            Pool::Sqlite(pool) => bound(&statement)
+            Pool::Sqlite(pool) => bound(&statement.sqlite_text(), &statement)
                 .fetch_optional(pool)
                 .await?
                 .map(DbRow::Sqlite),
-            Pool::Postgres(pool) => bound(&statement)
+            Pool::Postgres(pool) => bound(&statement.sql, &statement)
                 .fetch_optional(pool)
                 .await?
                 .map(DbRow::Postgres),
@@ -331,13 +364,28 @@ impl Pool {
 
     pub async fn fetch_one(&self, statement: Statement<'_>) -> Result<DbRow, StoreError> {
         Ok(match self {
-            Pool::Sqlite(pool) => DbRow::Sqlite(bound(&statement).fetch_one(pool).await?),
-            Pool::Postgres(pool) => DbRow::Postgres(bound(&statement).fetch_one(pool).await?),
+            Pool::Sqlite(pool) => DbRow::Sqlite(
+                bound(&statement.sqlite_text(), &statement)
+                    .fetch_one(pool)
+                    .await?,
+            ),
+            Pool::Postgres(pool) => {
+                DbRow::Postgres(bound(&statement.sql, &statement).fetch_one(pool).await?)
+            }
         })
     }
 
     pub async fn execute(&self, statement: Statement<'_>) -> Result<u64, StoreError> {
-        Ok(on_backend!(self, Pool => pool, bound(&statement).execute(pool).await?.rows_affected()))
+        Ok(match self {
+            Pool::Sqlite(pool) => bound(&statement.sqlite_text(), &statement)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Pool::Postgres(pool) => bound(&statement.sql, &statement)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        })
     }
 
     /// A transaction, begun with `begin` (a backend's own statement) or
@@ -437,11 +485,11 @@ impl Tx {
         statement: Statement<'_>,
     ) -> Result<Vec<DbRow>, StoreError> {
         let rows = match &mut self.inner {
-            Inner::Sqlite(tx) => bound(&statement)
+            Inner::Sqlite(tx) => bound(&statement.sqlite_text(), &statement)
                 .fetch_all(&mut **tx)
                 .await
                 .map(|rows| rows.into_iter().map(DbRow::Sqlite).collect()),
-            Inner::Postgres(tx) => bound(&statement)
+            Inner::Postgres(tx) => bound(&statement.sql, &statement)
                 .fetch_all(&mut **tx)
                 .await
                 .map(|rows| rows.into_iter().map(DbRow::Postgres).collect()),
@@ -454,11 +502,11 @@ impl Tx {
         statement: Statement<'_>,
     ) -> Result<Option<DbRow>, StoreError> {
         let row = match &mut self.inner {
-            Inner::Sqlite(tx) => bound(&statement)
+            Inner::Sqlite(tx) => bound(&statement.sqlite_text(), &statement)
                 .fetch_optional(&mut **tx)
                 .await
                 .map(|row| row.map(DbRow::Sqlite)),
-            Inner::Postgres(tx) => bound(&statement)
+            Inner::Postgres(tx) => bound(&statement.sql, &statement)
                 .fetch_optional(&mut **tx)
                 .await
                 .map(|row| row.map(DbRow::Postgres)),
@@ -471,11 +519,11 @@ impl Tx {
         statement: Statement<'_>,
     ) -> Result<DbRow, StoreError> {
         let row = match &mut self.inner {
-            Inner::Sqlite(tx) => bound(&statement)
+            Inner::Sqlite(tx) => bound(&statement.sqlite_text(), &statement)
                 .fetch_one(&mut **tx)
                 .await
                 .map(DbRow::Sqlite),
-            Inner::Postgres(tx) => bound(&statement)
+            Inner::Postgres(tx) => bound(&statement.sql, &statement)
                 .fetch_one(&mut **tx)
                 .await
                 .map(DbRow::Postgres),
@@ -486,15 +534,43 @@ impl Tx {
     /// Runs a statement; the number of rows it changed.
     pub(crate) async fn execute(&mut self, statement: Statement<'_>) -> Result<u64, StoreError> {
         let done = match &mut self.inner {
-            Inner::Sqlite(tx) => bound(&statement)
+            Inner::Sqlite(tx) => bound(&statement.sqlite_text(), &statement)
                 .execute(&mut **tx)
                 .await
                 .map(|r| r.rows_affected()),
-            Inner::Postgres(tx) => bound(&statement)
+            Inner::Postgres(tx) => bound(&statement.sql, &statement)
                 .execute(&mut **tx)
                 .await
                 .map(|r| r.rows_affected()),
         };
         self.noted(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushed_parameters_reach_sqlite_as_plain_question_marks() {
+        let mut statement = Statement::new("SELECT id FROM contracts WHERE id IN ");
+        statement.push_list(["1", "2", "3"]);
+        statement.push(" AND state = ").push_bind("blocked");
+        assert_eq!(
+            statement.sql(),
+            "SELECT id FROM contracts WHERE id IN ($1, $2, $3) AND state = $4"
+        );
+        assert_eq!(
+            statement.sqlite_text(),
+            "SELECT id FROM contracts WHERE id IN (?, ?, ?) AND state = ?"
+        );
+        // Past nine, the digits go too.
+        let mut many = Statement::new("VALUES ");
+        many.push_list(0..12_i64);
+        assert_eq!(many.sqlite_text().matches('?').count(), 12);
+        assert!(!many.sqlite_text().contains('$'), "{}", many.sqlite_text());
+        // A statement written by hand keeps its numbered parameters.
+        let written = Statement::new("SELECT $1, $2").bind(1_i64).bind(2_i64);
+        assert_eq!(written.sqlite_text(), "SELECT $1, $2");
     }
 }
