@@ -63,6 +63,22 @@ pub struct Config {
     pub enforcement: EnforcementConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// `[api]`: the HTTP API for billing systems, bots and support desks.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Where the API is served; off when absent.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Serve plain HTTP on an address other than loopback (a warning at
+    /// every start): a token must not cross a network in clear by
+    /// accident.
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -766,6 +782,7 @@ impl Config {
         );
         check(self.enforcement != running.enforcement, "enforcement");
         check(self.metrics != running.metrics, "metrics");
+        check(self.api != running.api, "api");
         changed
     }
 
@@ -864,6 +881,16 @@ impl Config {
             return Err("state_dir: the directory is empty".to_owned());
         }
         DatabaseUrl::parse(&self.database_url())?;
+        if let Some(listen) = self.api.listen
+            && !listen.ip().is_loopback()
+            && !self.api.allow_plaintext
+        {
+            return Err(format!(
+                "api.listen: {listen} is not a loopback address, and the API is served in plain \
+                 HTTP: a token would cross the network in clear. Listen on 127.0.0.1 behind a \
+                 TLS proxy, or set api.allow_plaintext = true"
+            ));
+        }
         for range in self.ranges() {
             range.check()?;
         }
@@ -991,6 +1018,15 @@ impl Config {
                     nas.name
                 ));
             }
+        }
+        if let Some(listen) = self.api.listen
+            && self.api.allow_plaintext
+            && !listen.ip().is_loopback()
+        {
+            warnings.push(format!(
+                "api.allow_plaintext: the API on {listen} is plain HTTP; its tokens and answers \
+                 cross the network in clear"
+            ));
         }
         warnings
     }

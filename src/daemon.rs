@@ -47,6 +47,8 @@ pub enum StartError {
     Admin(#[from] BindError),
     #[error("RADIUS: {0}")]
     Radius(String),
+    #[error("api: {0}")]
+    Api(String),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error("signals: {0}")]
@@ -191,19 +193,17 @@ pub async fn run(
     let mut metrics_address = None;
     if let Some(address) = config.metrics.listen {
         let handle = telemetry::install().map_err(StartError::Metrics)?;
-        let listener = tokio::net::TcpListener::bind(address)
+        let router = crate::http::metrics::router(handle, Arc::clone(&store));
+        metrics_address = serve_http(&listeners, address, router, &shutdown, "metrics")
             .await
-            .map_err(|e| StartError::Metrics(format!("cannot listen on {address}: {e}")))?;
-        let bound: Option<SocketAddr> = listener.local_addr().ok();
-        metrics_address = bound;
-        listeners.spawn(telemetry::serve(
-            listener,
-            handle,
-            Arc::clone(&store),
-            shutdown.clone(),
-            tasks.clone(),
-        ));
-        tracing::info!(address = ?bound, "metrics listening on /metrics");
+            .map_err(StartError::Metrics)?;
+    }
+    let mut api_address = None;
+    if let Some(address) = config.api.listen {
+        let router = crate::http::api::router(Arc::clone(&app));
+        api_address = serve_http(&listeners, address, router, &shutdown, "api")
+            .await
+            .map_err(StartError::Api)?;
     }
 
     let admin = Arc::new(
@@ -214,6 +214,7 @@ pub async fn run(
                 acct: acct_address,
             })
             .with_metrics(metrics_address)
+            .with_api(api_address)
             .with_spool_dir(&config.state_dir),
     );
     crate::admin::import::remove_leftovers(&config.state_dir);
@@ -338,6 +339,24 @@ impl Reloader {
         }
         notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
     }
+}
+
+/// Binds `address` and serves `router` there (the API, the metrics) until
+/// `shutdown`; the address bound, for `ping`.
+async fn serve_http(
+    listeners: &TaskTracker,
+    address: SocketAddr,
+    router: axum::Router,
+    shutdown: &CancellationToken,
+    what: &'static str,
+) -> Result<Option<SocketAddr>, String> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let bound = listener.local_addr().ok();
+    listeners.spawn(crate::http::serve(listener, router, shutdown.clone(), what));
+    tracing::info!(address = ?bound, "{what} listening over HTTP");
+    Ok(bound)
 }
 
 /// Tells the store which NAS entries take no CoA, so that no job is queued

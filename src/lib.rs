@@ -30,6 +30,8 @@
 //! - [`import`]: reading a CSV of contracts and logins into an import plan;
 //! - [`admin`]: the Unix socket operators reach with `liberactl`, its
 //!   protocol, and its adapter onto the application;
+//! - [`http`]: the HTTP stack: the API under `/v1` (another adapter onto
+//!   the application) and `GET /metrics`, each on its own listener;
 //! - [`ctl`]: `liberactl` itself;
 //! - [`config`], [`logging`], [`clock`], [`telemetry`], [`daemon`]: the
 //!   process around it. `config` reads and checks the file and knows
@@ -45,6 +47,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod enforcer;
+pub mod http;
 pub mod import;
 pub mod logging;
 pub mod model;

@@ -1,20 +1,13 @@
-//! Prometheus metrics: their names, the recorder, and the `GET /metrics`
-//! endpoint (`[metrics] listen`, off by default).
+//! Prometheus metrics: their names, the recorder, and the gauges read from
+//! the store at each scrape. `GET /metrics` (`[metrics] listen`, off by
+//! default) is served on the HTTP stack ([`crate::http::metrics`]).
 //!
 //! Counters and histograms are recorded where things happen, through the
 //! `metrics` macros (no-ops when the endpoint is off); what describes the
 //! store (online sessions, outbox depth, refused writes) is read from it
 //! when scraped, so that the store knows nothing of metrics.
 
-use std::io;
-use std::sync::Arc;
-use std::time::Duration;
-
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::store::Store;
 
@@ -45,11 +38,6 @@ pub const DATABASE_WRITABLE: &str = "liberad_database_writable";
 /// Writes the database refused, by cause (disk full, read-only, ...).
 pub const DATABASE_WRITE_FAILURES: &str = "liberad_database_write_failures_total";
 
-/// Longest request head read from a scraper.
-const MAX_REQUEST: usize = 8 * 1024;
-/// A scraper gets this long to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Installs the process-wide recorder.
 pub fn install() -> Result<PrometheusHandle, String> {
     let latency_buckets = [
@@ -62,81 +50,8 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Serves `GET /metrics` until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
-    handle: PrometheusHandle,
-    store: Arc<Store>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-) {
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let handle = handle.clone();
-                let store = Arc::clone(&store);
-                tasks.spawn(async move {
-                    if let Err(e) = answer(stream, &handle, store.as_ref()).await {
-                        tracing::debug!(error = %e, "metrics request failed");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn answer(mut stream: TcpStream, handle: &PrometheusHandle, store: &Store) -> io::Result<()> {
-    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(head) => head?,
-        Err(_) => return Ok(()),
-    };
-    let request_line = head.lines().next().unwrap_or("");
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            refresh_gauges(store).await;
-            ("200 OK", handle.render())
-        }
-        ("GET", _) => ("404 Not Found", "try /metrics\n".to_owned()),
-        ("", _) => ("400 Bad Request", String::new()),
-        _ => ("405 Method Not Allowed", String::new()),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-/// Reads up to the blank line that ends an HTTP request head.
-async fn read_head(stream: &mut TcpStream) -> io::Result<String> {
-    let mut head = Vec::with_capacity(512);
-    let mut buffer = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-        let n = stream.read(&mut buffer).await?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buffer[..n]);
-        if head.len() > MAX_REQUEST {
-            break;
-        }
-    }
-    Ok(String::from_utf8_lossy(&head).into_owned())
-}
-
-async fn refresh_gauges(store: &Store) {
+/// Sets the gauges read from the store, before a scrape renders them.
+pub async fn refresh_gauges(store: &Store) {
     let writes = store.write_status();
     metrics::gauge!(DATABASE_WRITABLE).set(if writes.writable { 1.0 } else { 0.0 });
     for (cause, refused) in writes.refused_by_cause {

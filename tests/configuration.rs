@@ -46,6 +46,9 @@ fn check_config_refuses_what_would_silence_or_abort_the_daemon() {
             "[database]\ncache_logins = 4611686018427387904\n",
             "database.cache_logins",
         ),
+        // A token must not cross a network in plain HTTP by accident.
+        ("[api]\nlisten = \"0.0.0.0:8080\"\n", "api.listen"),
+        ("[api]\nlisten = \"[::]:8080\"\n", "api.listen"),
         (
             "[enforcement]\nwait_timeout_secs = 4611686018427387904\n",
             "enforcement.wait_timeout_secs",
@@ -82,6 +85,19 @@ fn check_config_warns_about_what_is_probably_not_meant() {
     assert!(text.contains("0666"), "{text}");
     let out = check_config(&format!("[admin]\nsocket_mode = \"0660\"\n{NAS}"));
     assert_eq!(out.status.code(), Some(0));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    // Plain HTTP off loopback, asked for: accepted, and said.
+    let out = check_config(&format!(
+        "[api]\nlisten = \"0.0.0.0:8080\"\nallow_plaintext = true\n{NAS}"
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("api.allow_plaintext"),
+        "{}",
+        stderr(&out)
+    );
+    let out = check_config(&format!("[api]\nlisten = \"127.0.0.1:8080\"\n{NAS}"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
 

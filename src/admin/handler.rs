@@ -31,6 +31,7 @@ pub struct Admin {
     app: Arc<App>,
     radius: Option<RadiusView>,
     metrics: Option<SocketAddr>,
+    api: Option<SocketAddr>,
     /// One import at a time, daemon-wide: an import writes in one
     /// transaction.
     import_slot: Arc<Semaphore>,
@@ -50,6 +51,7 @@ impl Admin {
             app,
             radius: None,
             metrics: None,
+            api: None,
             import_slot: Arc::new(Semaphore::new(1)),
             spool_dir: std::env::temp_dir(),
         }
@@ -65,6 +67,12 @@ impl Admin {
     /// Lets `ping` say where the metrics are served.
     pub fn with_metrics(mut self, address: Option<SocketAddr>) -> Admin {
         self.metrics = address;
+        self
+    }
+
+    /// Lets `ping` say where the HTTP API is served.
+    pub fn with_api(mut self, address: Option<SocketAddr>) -> Admin {
+        self.api = address;
         self
     }
 
@@ -381,6 +389,7 @@ impl Admin {
             radius_auth: self.radius.as_ref().map(|r| r.auth.to_string()),
             radius_acct: self.radius.as_ref().map(|r| r.acct.to_string()),
             metrics: self.metrics.map(|m| m.to_string()),
+            api: self.api.map(|a| a.to_string()),
             database: Some(database),
         })
     }

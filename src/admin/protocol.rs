@@ -321,6 +321,9 @@ pub struct Pong {
     /// Where `/metrics` is served, if anywhere.
     #[serde(default)]
     pub metrics: Option<String>,
+    /// Where the HTTP API is served, if anywhere.
+    #[serde(default)]
+    pub api: Option<String>,
     /// Whether the database takes writes, and if not, why and since when.
     #[serde(default)]
     pub database: Option<WriteStatus>,

@@ -10,6 +10,11 @@ impl App {
         self.store.write_status()
     }
 
+    /// Whether the database answers a read now.
+    pub async fn check_reads(&self) -> Result<(), Error> {
+        Ok(self.store.check_reads().await?)
+    }
+
     /// Audit entries, newest first.
     pub async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, Error> {
         let mut tx = self.store.read().await?;

@@ -291,6 +291,14 @@ impl Store {
         self.health.status()
     }
 
+    /// Whether the database answers a read now (the API's readiness).
+    pub async fn check_reads(&self) -> Result<(), StoreError> {
+        self.reader
+            .fetch_one(Statement::new("SELECT 1 AS one"))
+            .await?;
+        Ok(())
+    }
+
     /// Counts for the metrics endpoint.
     pub async fn counts(&self) -> Result<StoreCounts, StoreError> {
         let row = self
