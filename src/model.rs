@@ -129,6 +129,83 @@ impl std::fmt::Display for Username {
     }
 }
 
+/// An API token's name: 1 to 64 letters, digits, `.`, `_` or `-`.
+pub fn check_token_name(name: &str) -> Result<(), InvalidValue> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(invalid("token name", "must be 1 to 64 characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(invalid(
+            "token name",
+            format!("{name:?}: only letters, digits, '.', '_' and '-'"),
+        ));
+    }
+    Ok(())
+}
+
+/// What an API token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Every read.
+    Read,
+    /// Read, release and revoke: what a bot or a support desk needs.
+    Release,
+    /// Read, contracts, logins, states and import: what a billing system
+    /// needs.
+    Billing,
+    /// Everything, parameters included.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Read, Role::Release, Role::Billing, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Release => "release",
+            Role::Billing => "billing",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Role, InvalidValue> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                invalid(
+                    "role",
+                    format!("{s:?} is not one (read, release, billing or admin)"),
+                )
+            })
+    }
+}
+
+/// An API token as operators see it: never the token itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
 /// A login's password: 1 to 128 bytes, the most PAP can carry.
 pub fn check_password(password: &str) -> Result<(), InvalidValue> {
     if password.is_empty() {

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::import::Spool;
 use super::protocol::{
-    self, Pong, ReleaseOutcome, ReleasePreview, Request, Response, StateChangeView, code,
+    self, MadeToken, Pong, ReleaseOutcome, ReleasePreview, Request, Response, StateChangeView, code,
 };
 use crate::app::{self, App, Enforced};
 use crate::model::{self, Actor, ContractId, EnforcementJob, JobState, Release, ReplyAttribute};
@@ -361,6 +361,33 @@ impl Admin {
             Request::ImportCommit { skip_invalid } => {
                 self.import_commit(session, peer_uid, skip_invalid).await?
             }
+            Request::TokenAdd {
+                name,
+                role,
+                expires,
+                operator,
+            } => {
+                let actor = actor(operator)?;
+                let made = app.add_token(&actor, &name, role, expires).await?;
+                let until = made.info.expires_at.map_or_else(
+                    || "until revoked".to_owned(),
+                    |at| format!("until {}", policy::format_local(at, tz)),
+                );
+                Response::success(format!(
+                    "token {name} made, role {role}, valid {until}; it is shown this once: \
+                     keep it where the client reads it"
+                ))
+                .with_data(&MadeToken {
+                    token: made.token,
+                    info: made.info,
+                })
+            }
+            Request::TokenList => listing("tokens", &app.tokens().await?),
+            Request::TokenRevoke { name, operator } => {
+                let actor = actor(operator)?;
+                let token = app.revoke_token(&actor, &name).await?;
+                Response::success(format!("token {name} revoked")).with_data(&token)
+            }
             Request::ImportAbort => {
                 let had = session.import.take().is_some();
                 Response::success(if had {
@@ -619,5 +646,7 @@ fn mutates(request: &Request) -> bool {
             | Request::Revoke { .. }
             | Request::ParamsSet { .. }
             | Request::ImportCommit { .. }
+            | Request::TokenAdd { .. }
+            | Request::TokenRevoke { .. }
     )
 }

@@ -10,7 +10,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Contract, EnforcementJob, Release, WriteStatus};
+use crate::model::{Contract, EnforcementJob, Release, Role, TokenInfo, WriteStatus};
 use crate::policy::{ContractState, Parameters};
 
 /// Longest request line the daemon reads; longer ones are refused.
@@ -161,6 +161,24 @@ pub enum Request {
     },
     /// Drops the import in progress on this connection.
     ImportAbort,
+    /// Makes an HTTP API token; the answer carries it, once.
+    TokenAdd {
+        name: String,
+        role: Role,
+        /// The last local date it may be used; none: until revoked.
+        #[serde(default)]
+        expires: Option<NaiveDate>,
+        #[serde(default)]
+        operator: Option<String>,
+    },
+    /// The HTTP API tokens, never the tokens themselves.
+    TokenList,
+    /// Revokes an HTTP API token.
+    TokenRevoke {
+        name: String,
+        #[serde(default)]
+        operator: Option<String>,
+    },
 }
 
 impl Request {
@@ -188,11 +206,14 @@ impl Request {
             Request::ImportChunk { .. } => "import_chunk",
             Request::ImportCommit { .. } => "import_commit",
             Request::ImportAbort => "import_abort",
+            Request::TokenAdd { .. } => "token_add",
+            Request::TokenList => "token_list",
+            Request::TokenRevoke { .. } => "token_revoke",
         }
     }
 
     /// The `cmd` names the daemon knows.
-    pub const COMMANDS: [&'static str; 21] = [
+    pub const COMMANDS: [&'static str; 24] = [
         "ping",
         "contract_add",
         "contract_state",
@@ -214,6 +235,9 @@ impl Request {
         "import_chunk",
         "import_commit",
         "import_abort",
+        "token_add",
+        "token_list",
+        "token_revoke",
     ];
 }
 
@@ -369,6 +393,14 @@ pub struct StateChangeView {
 /// `import`: whether anything was written, the rows read, what was done,
 /// and the rejected rows (the first thousand listed, all counted).
 pub type ImportReport = crate::import::ImportOutcome;
+
+/// A token just made: the token, shown this once, and what is kept of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MadeToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
 
 /// `params show` / `params set`.
 pub type ParamsView = Parameters;

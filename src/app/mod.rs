@@ -16,7 +16,8 @@
 //! - [`releases`]: release, preview, revoke, expire, list releases;
 //! - [`parameters`]: show and set the release parameters;
 //! - [`import`]: the CSV import of contracts and logins;
-//! - [`records`]: what happened: audit, sessions, enforcement jobs.
+//! - [`records`]: what happened: audit, sessions, enforcement jobs;
+//! - [`tokens`]: the HTTP API's tokens: made, listed, revoked, checked.
 
 pub mod contracts;
 pub mod import;
@@ -24,6 +25,7 @@ pub mod logins;
 pub mod parameters;
 pub mod records;
 pub mod releases;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -79,6 +81,13 @@ pub enum Error {
     LoginExists(Username),
     #[error("contract {0} has no running release")]
     NotReleased(ContractId),
+    #[error("token {0} already exists")]
+    TokenExists(String),
+    #[error("token {0} is not known")]
+    TokenNotFound(String),
+    /// Something liberad needs is not there (the system's random source).
+    #[error("{0}")]
+    Internal(String),
     #[error("{0}")]
     Invalid(#[from] InvalidValue),
     #[error("{0}")]
@@ -95,8 +104,13 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Refused(refusal) => refusal.code(),
-            Error::ContractNotFound(_) | Error::LoginNotFound(_) => code::NOT_FOUND,
-            Error::ContractExists(_) | Error::LoginExists(_) => code::EXISTS,
+            Error::ContractNotFound(_) | Error::LoginNotFound(_) | Error::TokenNotFound(_) => {
+                code::NOT_FOUND
+            }
+            Error::ContractExists(_) | Error::LoginExists(_) | Error::TokenExists(_) => {
+                code::EXISTS
+            }
+            Error::Internal(_) => code::INTERNAL,
             Error::NotReleased(_) => code::NOT_RELEASED,
             Error::Invalid(_) | Error::InvalidParameter(_) => code::INVALID_VALUE,
             Error::InvalidFile(_) => code::INVALID_FILE,
@@ -121,6 +135,12 @@ impl Error {
             Error::NotReleased(id) => {
                 format!("contract {id} has no running temporary release to revoke")
             }
+            Error::TokenExists(name) => format!(
+                "token {name} already exists (a revoked token keeps its name); choose another \
+                 name"
+            ),
+            Error::TokenNotFound(name) => format!("token {name} is not known"),
+            Error::Internal(e) => format!("the request was not done: {e}"),
             Error::Invalid(e) => e.to_string(),
             Error::InvalidParameter(e) => e.to_string(),
             Error::InvalidFile(e) => format!("{e}; nothing was imported"),
@@ -153,6 +173,9 @@ impl Error {
     /// Logs an error the caller did not cause: the database unavailable
     /// (a warning: it is reported with its cause), or a failure (an error).
     pub fn log(&self) {
+        if let Error::Internal(e) = self {
+            tracing::error!(error = %e, "request failed");
+        }
         if let Error::Store(e) = self {
             match e.outage_cause() {
                 Some(cause) => tracing::warn!(

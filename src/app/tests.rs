@@ -218,3 +218,54 @@ async fn a_stop_or_a_nas_restart_ends_the_enforcement_on_its_way() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_token_is_taken_until_it_expires_or_is_revoked_and_never_when_forged() {
+    use super::tokens::TokenRefused;
+    let dir = tempfile::tempdir().unwrap();
+    let w = world_with_blocked(dir.path(), "1").await;
+    // Valid through 2026-11-28, São Paulo time.
+    let expires = chrono::NaiveDate::from_ymd_opt(2026, 11, 28);
+    let made = w
+        .app
+        .add_token(
+            &Actor::default(),
+            "bot",
+            crate::model::Role::Release,
+            expires,
+        )
+        .await
+        .unwrap();
+    let taken = w.app.authenticate(&made.token).await.unwrap().unwrap();
+    assert_eq!(taken.name, "bot");
+    assert!(w.app.tokens().await.unwrap()[0].last_used_at.is_some());
+    // One character of the secret changed, or another prefix: not a token.
+    let mut forged = made.token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    for presented in [forged.as_str(), "lbr_00000000_00", "Bearer x", ""] {
+        assert_eq!(
+            w.app.authenticate(presented).await.unwrap(),
+            Err(TokenRefused::Unknown),
+            "{presented}"
+        );
+    }
+    // The last second of its last day, then the first of the next.
+    w.clock.set(NOON + 86_400 + 12 * 3600 - 1);
+    assert!(w.app.authenticate(&made.token).await.unwrap().is_ok());
+    w.clock.set(NOON + 86_400 + 12 * 3600);
+    assert_eq!(
+        w.app.authenticate(&made.token).await.unwrap(),
+        Err(TokenRefused::Expired)
+    );
+    let other = w
+        .app
+        .add_token(&Actor::default(), "erp", crate::model::Role::Billing, None)
+        .await
+        .unwrap();
+    w.app.revoke_token(&Actor::default(), "erp").await.unwrap();
+    assert_eq!(
+        w.app.authenticate(&other.token).await.unwrap(),
+        Err(TokenRefused::Revoked)
+    );
+}

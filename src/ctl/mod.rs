@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 
 use crate::admin::protocol::{Request, Response, Scalar, code};
 use crate::config::{Config, ENV_OPERATOR, ENV_SOCKET};
+use crate::model::Role;
 use crate::policy::ContractState;
 use client::Client;
 
@@ -136,6 +137,30 @@ enum Command {
     Nas(NasCommand),
     /// Check that the daemon answers; shows where RADIUS listens.
     Ping,
+    /// Tokens of the HTTP API: make, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Make a token; it is printed once, and liberad keeps only its hash.
+    Add {
+        name: String,
+        /// read, release (read, release, revoke), billing (read,
+        /// contracts, logins, states, import) or admin (everything).
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// The last day (YYYY-MM-DD, local) it may be used; default: until
+        /// revoked.
+        #[arg(long, value_name = "DATE")]
+        expires: Option<chrono::NaiveDate>,
+    },
+    /// The tokens: names, roles, when made, last used, expiry (never the
+    /// token).
+    List,
+    /// Revoke a token: it is refused from now on.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -215,6 +240,11 @@ enum ParamsCommand {
         #[arg(allow_hyphen_values = true)]
         value: String,
     },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+        .map_err(|e: crate::model::InvalidValue| e.to_string())
 }
 
 fn parse_state(s: &str) -> Result<ContractState, String> {
@@ -393,6 +423,21 @@ fn request_for(command: &Command, operator: Option<String>) -> Result<Request, S
             operator,
         },
         Command::Ping => Request::Ping,
+        Command::Token(TokenCommand::Add {
+            name,
+            role,
+            expires,
+        }) => Request::TokenAdd {
+            name: name.clone(),
+            role: *role,
+            expires: *expires,
+            operator,
+        },
+        Command::Token(TokenCommand::List) => Request::TokenList,
+        Command::Token(TokenCommand::Revoke { name }) => Request::TokenRevoke {
+            name: name.clone(),
+            operator,
+        },
         Command::Sessions {
             contract,
             online,

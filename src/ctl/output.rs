@@ -5,10 +5,14 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::de::DeserializeOwned;
 
-use super::{Command, ContractCommand, LoginCommand, NasCommand, ParamsCommand};
-use crate::admin::protocol::{ContractSummary, ImportReport, ParamsView, Pong, Response, code};
+use super::{Command, ContractCommand, LoginCommand, NasCommand, ParamsCommand, TokenCommand};
+use crate::admin::protocol::{
+    ContractSummary, ImportReport, MadeToken, ParamsView, Pong, Response, code,
+};
 use crate::model::NasReport;
-use crate::model::{AuditEntry, Contract, EnforcementJob, JobState, Login, Release, Session};
+use crate::model::{
+    AuditEntry, Contract, EnforcementJob, JobState, Login, Release, Session, TokenInfo,
+};
 
 pub struct View<'a> {
     pub json: bool,
@@ -96,6 +100,13 @@ impl View<'_> {
                 }
                 text
             }),
+            // The token alone on its own line, for a script to take.
+            Command::Token(TokenCommand::Add { .. }) => {
+                data::<MadeToken>(response).map(|t| format!("{message}\n{}\n", t.token))
+            }
+            Command::Token(TokenCommand::List) => {
+                data::<Vec<TokenInfo>>(response).map(|list| tokens(&list, tz))
+            }
             Command::Import { .. } => {
                 data::<ImportReport>(response).map(|r| format!("{message}\n{}", rejected_rows(&r)))
             }
@@ -306,6 +317,25 @@ fn audit(list: &[AuditEntry], tz: Tz) -> String {
                     a.contract_id.clone().unwrap_or_else(|| "-".into()),
                     a.outcome.clone(),
                     a.detail.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn tokens(list: &[TokenInfo], tz: Tz) -> String {
+    let at = |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), |t| time(t, tz));
+    table(
+        &["NAME", "ROLE", "MADE", "LAST USED", "EXPIRES", "REVOKED"],
+        list.iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    t.role.to_string(),
+                    time(t.created_at, tz),
+                    at(t.last_used_at),
+                    at(t.expires_at),
+                    at(t.revoked_at),
                 ]
             })
             .collect(),

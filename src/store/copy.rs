@@ -18,7 +18,7 @@ use super::postgres::PoolSettings;
 use super::{Store, StoreError, postgres, sqlite};
 
 /// The tables, parents before children.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "contracts",
     "logins",
     "parameters",
@@ -28,6 +28,7 @@ const TABLES: [&str; 9] = [
     "enforcement",
     "nas_restarts",
     "message_authenticator_seen",
+    "tokens",
 ];
 
 /// Rows per INSERT (PostgreSQL takes at most 65535 bound values).

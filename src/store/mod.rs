@@ -7,8 +7,8 @@
 //! ([`crate::app`]). It gives the application a unit of work, [`Tx`]: a
 //! transaction whose typed reads and writes are grouped by aggregate, one
 //! file each ([`contracts`], [`logins`], [`releases`], [`sessions`],
-//! [`outbox`], [`audit`], [`parameters`], and the [`import`]'s own
-//! tables). Decisions read inside a write transaction still hold when it
+//! [`outbox`], [`audit`], [`parameters`], [`tokens`], and the
+//! [`import`]'s own tables). Decisions read inside a write transaction still hold when it
 //! writes: SQLite takes its lock up front, PostgreSQL locks rows as they
 //! are read ([`Tx::lock_contract`]). [`db`] is the one place where the two
 //! backends differ in how a statement runs; [`sqlite`] and [`postgres`]
@@ -28,12 +28,14 @@ pub mod postgres;
 pub mod releases;
 pub mod sessions;
 pub mod sqlite;
+pub mod tokens;
 
 pub use audit::NewAudit;
 pub use contracts::NewContract;
 pub use db::Tx;
 pub use import::{ImportStatus, ImportedContract};
 pub use logins::{NewLogin, StoredLogin, reply_text};
+pub use tokens::NewToken;
 
 use std::sync::Arc;
 

@@ -959,3 +959,68 @@ fn an_idle_connection_is_closed_at_the_idle_timeout() {
         "closed after {closed_after:?}"
     );
 }
+
+#[test]
+fn api_tokens_are_shown_once_kept_as_hashes_listed_and_revoked() {
+    if common::backend_missing() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let out = daemon.ctl(&["token", "add", "erp", "--role", "billing"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let token = text.lines().last().unwrap_or("").to_owned();
+    assert!(token.starts_with("lbr_"), "{text}");
+    // 16 random bytes of secret, hex: 128 bits.
+    let secret = token.rsplit('_').next().unwrap();
+    assert_eq!(secret.len(), 32, "{token}");
+    // Another token has another secret.
+    let (code, other) = daemon.ctl_json(&[
+        "token", "add", "bot", "--role", "release", "--expires", "2099-12-31",
+    ]);
+    assert_eq!(code, 0, "{other}");
+    assert_ne!(other["data"]["token"], token);
+    assert_eq!(other["data"]["role"], "release");
+    assert!(other["data"]["expires_at"].is_string(), "{other}");
+    // The list never shows a token, nor anything of its secret.
+    let list = daemon.ctl(&["token", "list"]);
+    let listed = stdout(&list);
+    assert!(listed.contains("erp") && listed.contains("billing"), "{listed}");
+    assert!(!listed.contains(secret), "{listed}");
+    let (_, json) = daemon.ctl_json(&["token", "list"]);
+    assert!(!json.to_string().contains(secret), "{json}");
+    assert!(!json.to_string().contains("lbr_"), "{json}");
+    assert_eq!(json["data"].as_array().unwrap().len(), 2);
+    // Names are taken once, revoked or not; the role must be a role.
+    let (code, again) = daemon.ctl_json(&["token", "add", "erp", "--role", "read"]);
+    assert_eq!(code, 1, "{again}");
+    assert_eq!(again["code"], "exists");
+    let bad = daemon.ctl(&["token", "add", "x", "--role", "root"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    // A value that is not one is a usage error (exit 2), as elsewhere.
+    let (code, bad) = daemon.ctl_json(&["token", "add", "no spaces", "--role", "read"]);
+    assert_eq!(code, 2, "{bad}");
+    assert_eq!(bad["code"], "invalid_value");
+    let (code, past) = daemon.ctl_json(&[
+        "token", "add", "old", "--role", "read", "--expires", "2001-01-01",
+    ]);
+    assert_eq!(code, 2, "{past}");
+    assert_eq!(past["code"], "invalid_value");
+    // Revoked: kept, with when.
+    let (code, revoked) = daemon.ctl_json(&["token", "revoke", "erp"]);
+    assert_eq!(code, 0, "{revoked}");
+    assert!(revoked["data"]["revoked_at"].is_string(), "{revoked}");
+    let (code, missing) = daemon.ctl_json(&["token", "revoke", "nobody"]);
+    assert_eq!(code, 1, "{missing}");
+    assert_eq!(missing["code"], "not_found");
+    // Every change is in the audit trail, without the token.
+    let (_, audit) = daemon.ctl_json(&["audit"]);
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"token_add") && actions.contains(&"token_revoke"), "{audit}");
+    assert!(!audit.to_string().contains(secret), "{audit}");
+}
