@@ -322,10 +322,10 @@ async fn import_logins(
     let mut audit = Vec::new();
     for row in rows {
         let login = NewLogin {
-            username: row.username.clone(),
-            contract_id: row.contract_id.clone(),
-            password: row.password.clone(),
-            reply: row.reply.clone(),
+            username: &row.username,
+            contract_id: &row.contract_id,
+            password: &row.password,
+            reply: &row.reply,
         };
         let Some(old) = existing.get(&row.username) else {
             let detail = format!("line {}: login {} created", row.line, row.username);
@@ -346,7 +346,6 @@ async fn import_logins(
         let detail = format!("line {}: login {} updated", row.line, row.username);
         audit.push((row.contract_id.as_str(), detail));
     }
-    let created: Vec<&NewLogin> = created.iter().collect();
     tx.insert_logins(&created, now).await?;
     counts.logins_created += created.len() as u64;
     tx.write_audits(now, actor, "import", &audit).await

@@ -45,10 +45,10 @@ impl App {
             return Err(Error::LoginExists(username.clone()));
         }
         let login = NewLogin {
-            username: username.as_str().to_owned(),
-            contract_id: contract.as_str().to_owned(),
-            password,
-            reply,
+            username: username.as_str(),
+            contract_id: contract.as_str(),
+            password: &password,
+            reply: &reply,
         };
         let created = tx.insert_login(&login, now).await?;
         let detail = format!(

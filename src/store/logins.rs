@@ -11,13 +11,14 @@ use crate::policy::UnknownState;
 
 const LOGIN_COLUMNS: &str = "username, contract_id, reply, created_at, updated_at";
 
-/// A login to create or to give new values.
-#[derive(Clone, Debug)]
-pub struct NewLogin {
-    pub username: String,
-    pub contract_id: String,
-    pub password: Password,
-    pub reply: Vec<ReplyAttribute>,
+/// A login to create or to give new values (borrowed: an import writes
+/// its rows without copying them).
+#[derive(Clone, Copy, Debug)]
+pub struct NewLogin<'a> {
+    pub username: &'a str,
+    pub contract_id: &'a str,
+    pub password: &'a Password,
+    pub reply: &'a [ReplyAttribute],
 }
 
 /// What is compared of a login that exists before it is written again.
@@ -114,7 +115,7 @@ impl Tx {
 
     pub async fn insert_login(
         &mut self,
-        login: &NewLogin,
+        login: &NewLogin<'_>,
         now: DateTime<Utc>,
     ) -> Result<Login, StoreError> {
         let sql = format!(
@@ -123,10 +124,10 @@ impl Tx {
              VALUES ($1, $2, $3, $6, $4, $5, $5) RETURNING {LOGIN_COLUMNS}"
         );
         let statement = Statement::new(sql)
-            .bind(&login.username)
-            .bind(&login.contract_id)
+            .bind(login.username)
+            .bind(login.contract_id)
             .bind(login.password.stored())
-            .bind(reply_text(&login.reply))
+            .bind(reply_text(login.reply))
             .bind(now.timestamp())
             .bind(login.password.kind());
         login_from(&self.fetch_one(statement).await?)
@@ -174,17 +175,17 @@ impl Tx {
     /// Gives an existing login new values.
     pub async fn update_login(
         &mut self,
-        login: &NewLogin,
+        login: &NewLogin<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let statement = Statement::new(
             "UPDATE logins SET contract_id = $2, password = $3, password_type = $6, \
              reply = $4, updated_at = $5 WHERE username = $1",
         )
-        .bind(&login.username)
-        .bind(&login.contract_id)
+        .bind(login.username)
+        .bind(login.contract_id)
         .bind(login.password.stored())
-        .bind(reply_text(&login.reply))
+        .bind(reply_text(login.reply))
         .bind(now.timestamp())
         .bind(login.password.kind());
         self.execute(statement).await?;
@@ -194,7 +195,7 @@ impl Tx {
     /// Creates logins in one statement.
     pub async fn insert_logins(
         &mut self,
-        logins: &[&NewLogin],
+        logins: &[NewLogin<'_>],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         if logins.is_empty() {
@@ -206,11 +207,11 @@ impl Tx {
         );
         statement.push_values(logins, |login| {
             vec![
-                (&login.username).into(),
-                (&login.contract_id).into(),
+                login.username.into(),
+                login.contract_id.into(),
                 login.password.stored().into(),
                 login.password.kind().into(),
-                reply_text(&login.reply).into(),
+                reply_text(login.reply).into(),
                 now.timestamp().into(),
                 now.timestamp().into(),
             ]
