@@ -46,6 +46,7 @@ struct Received {
 struct World {
     _dir: tempfile::TempDir,
     store: Arc<Store>,
+    watched: Arc<Watched>,
     app: Arc<App>,
     clock: Arc<TokioClock>,
     received: Arc<Mutex<Vec<Received>>>,
@@ -96,8 +97,12 @@ async fn world_through(
     ));
     let clock = Arc::new(TokioClock::starting_at(start_wall()));
     let (transport, peer) = ChannelTransport::pair();
+    let watched = Arc::new(Watched {
+        inner: outbox(Arc::clone(&store)),
+        busy: 0.into(),
+    });
     let (enforcer, enforcer_handle) = Enforcer::new(
-        outbox(Arc::clone(&store)),
+        Arc::clone(&watched) as Arc<dyn Outbox>,
         settings,
         Arc::clone(&clock) as Arc<dyn Clock>,
         config.clone(),
@@ -132,6 +137,7 @@ async fn world_through(
     World {
         _dir: dir,
         store,
+        watched,
         app,
         clock,
         received,
@@ -171,14 +177,112 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-/// Gives the tasks many chances to run without moving time.
-async fn settle() {
-    for _ in 0..2000 {
-        tokio::task::yield_now().await;
+/// The enforcer's outbox, with a count of its calls in progress: time is
+/// moved only while none is (a store call runs on a real thread, which a
+/// busy machine may take a while to schedule).
+struct Watched {
+    inner: Arc<dyn Outbox>,
+    busy: std::sync::atomic::AtomicUsize,
+}
+
+/// One call in progress, until dropped.
+struct Busy<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Watched {
+    fn call(&self) -> Busy<'_> {
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Busy(&self.busy)
+    }
+
+    fn idle(&self) -> bool {
+        self.busy.load(std::sync::atomic::Ordering::SeqCst) == 0
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for Watched {
+    fn write_status(&self) -> WriteStatus {
+        self.inner.write_status()
+    }
+
+    async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError> {
+        let _busy = self.call();
+        self.inner.pending_jobs(after_id, limit).await
+    }
+
+    async fn inflight_jobs(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxJob>, StoreError> {
+        let _busy = self.call();
+        self.inner.inflight_jobs(lease, now).await
+    }
+
+    async fn claim_jobs(
+        &self,
+        claims: &[JobClaim<'_>],
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let _busy = self.call();
+        self.inner.claim_jobs(claims, lease, now).await
+    }
+
+    async fn job_resent(
+        &self,
+        id: i64,
+        sends: u32,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _busy = self.call();
+        self.inner.job_resent(id, sends, lease, now).await
+    }
+
+    async fn finish_jobs(
+        &self,
+        results: &[(i64, JobResult)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _busy = self.call();
+        self.inner.finish_jobs(results, now).await
+    }
+
+    async fn fall_back(
+        &self,
+        id: i64,
+        outcome: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _busy = self.call();
+        self.inner.fall_back(id, outcome, now).await
     }
 }
 
 impl World {
+    /// Gives the tasks many chances to run without moving time, until the
+    /// enforcer is not waiting for the store (bounded in real time).
+    async fn settle(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            for _ in 0..2000 {
+                tokio::task::yield_now().await;
+            }
+            if self.watched.idle() || std::time::Instant::now() > deadline {
+                return;
+            }
+            // A store call runs on another thread: let it.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     async fn blocked_contract(&self, id: &str) {
         self.app
             .add_contract(
@@ -264,7 +368,7 @@ async fn a_release_ends_exactly_at_its_instant_and_is_enforced() {
 
     // One second before the end: still released, nothing more sent.
     tokio::time::advance(Duration::from_secs(2 * 3600 - 1)).await;
-    settle().await;
+    w.settle().await;
     let history = w
         .app
         .releases(Some(&ContractId::parse("1").unwrap()), 10)
@@ -276,7 +380,7 @@ async fn a_release_ends_exactly_at_its_instant_and_is_enforced() {
     // At the end instant (tokio's timers have a granularity of one
     // millisecond, so one more is allowed): ended and enforced.
     tokio::time::advance(Duration::from_secs(1)).await;
-    settle().await;
+    w.settle().await;
     tokio::time::advance(Duration::from_millis(1)).await;
     until("the expiry", async || {
         w.app
@@ -329,7 +433,7 @@ async fn many_releases_ending_together_are_all_enforced_within_the_nas_rate() {
     for i in 0..CONTRACTS {
         w.online(&format!("c{i}")).await;
     }
-    settle().await;
+    w.settle().await;
     assert!(w.received().is_empty());
 
     let end = end.unwrap();
@@ -342,7 +446,7 @@ async fn many_releases_ending_together_are_all_enforced_within_the_nas_rate() {
     // Time goes on in tenths of a second until every request is answered.
     let mut steps = 0;
     loop {
-        settle().await;
+        w.settle().await;
         if w.jobs_in(JobState::Acked).await == CONTRACTS {
             break;
         }
@@ -405,7 +509,7 @@ async fn a_silent_nas_gets_each_request_max_sends_times_at_the_rfc_5080_interval
     // Time goes on in tenths of a second until every job has given up.
     let mut steps = 0;
     loop {
-        settle().await;
+        w.settle().await;
         if w.jobs_in(JobState::Timeout).await == CONTRACTS {
             break;
         }
@@ -499,7 +603,7 @@ async fn a_request_to_a_session_that_stopped_is_not_sent_again() {
     // Past every retransmission the request would have had: still one.
     for _ in 0..(5 * longest.as_millis() / 100) {
         tokio::time::advance(Duration::from_millis(100)).await;
-        settle().await;
+        w.settle().await;
     }
     assert_eq!(w.received().len(), 1, "no send after the session's Stop");
     let jobs = w.app.enforcement_jobs(None, false, 10).await.unwrap();
@@ -671,7 +775,7 @@ async fn a_claim_the_store_refuses_gives_the_places_back_and_keeps_the_order() {
         steps += 1;
         assert!(steps < 1000, "claims: {:?}", flaky.claims.lock().unwrap());
         tokio::time::advance(Duration::from_millis(100)).await;
-        settle().await;
+        w.settle().await;
     }
     let claims = flaky.claims.lock().unwrap().clone();
     assert!(claims.len() >= 3, "two refused, then taken: {claims:?}");
@@ -705,7 +809,7 @@ async fn outcomes_the_store_refuses_are_kept_and_recorded_later() {
     let flaky = flaky.unwrap();
     queue_releases(&w, &["c1", "c2"]).await;
     until("the first answer", async || !w.received().is_empty()).await;
-    settle().await;
+    w.settle().await;
     // The NAS answered, the store refused the outcome: still sent there.
     assert_eq!(w.jobs_in(JobState::Sent).await, 1);
     assert_eq!(w.jobs_in(JobState::Acked).await, 0);
@@ -714,7 +818,7 @@ async fn outcomes_the_store_refuses_are_kept_and_recorded_later() {
         steps += 1;
         assert!(steps < 1000, "outcomes never recorded");
         tokio::time::advance(Duration::from_millis(100)).await;
-        settle().await;
+        w.settle().await;
     }
     assert_eq!(
         flaky
