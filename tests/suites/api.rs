@@ -143,3 +143,65 @@ fn a_database_that_refuses_writes_makes_the_daemon_not_ready() {
         "{health}"
     );
 }
+
+/// A token made with liberactl for `role`.
+fn token(daemon: &Daemon, name: &str, role: &str) -> String {
+    let (code, made) = daemon.ctl_json(&["token", "add", name, "--role", role]);
+    assert_eq!(code, 0, "{made}");
+    made["data"]["token"].as_str().unwrap().to_owned()
+}
+
+/// curl with a bearer token.
+fn with_token(token: &str) -> Command {
+    let mut curl = curl().unwrap();
+    curl.args(["--header", &format!("Authorization: Bearer {token}")]);
+    curl
+}
+
+#[test]
+fn a_contract_is_read_with_a_token_and_refused_without_one() {
+    if common::backend_missing() {
+        return;
+    }
+    let Some(_) = curl() else { return };
+    let daemon = Daemon::start_configured("", API);
+    let address = api_address(&daemon);
+    let out = daemon.ctl(&["contract", "add", "1234", "--state", "blocked"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let reader = token(&daemon, "desk", "read");
+    // With its token: the summary, as the socket gives it.
+    let (status, summary) = get(with_token(&reader), address, "/v1/contracts/1234");
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["contract"]["state"], "blocked", "{summary}");
+    assert_eq!(summary["release_enabled"], true, "{summary}");
+    let (_, tokens) = daemon.ctl_json(&["token", "list"]);
+    assert!(tokens["data"][0]["last_used_at"].is_string(), "{tokens}");
+    // The application's refusals, with their codes and statuses.
+    let (status, body) = get(with_token(&reader), address, "/v1/contracts/9999");
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
+    let (status, body) = get(with_token(&reader), address, "/v1/contracts/a%20b");
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_value")), "{body}");
+    // No token, a wrong one, a revoked one: 401, and nothing about the contract.
+    let mut forged = reader.clone();
+    forged.pop();
+    forged.push('x');
+    for curl in [curl().unwrap(), with_token(&forged), with_token("lbr_0_0")] {
+        let (status, body) = get(curl, address, "/v1/contracts/1234");
+        assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")), "{body}");
+        assert!(!body.to_string().contains("blocked"), "{body}");
+    }
+    let out = daemon.ctl(&["token", "revoke", "desk"]);
+    assert_eq!(out.status.code(), Some(0));
+    let (status, body) = get(with_token(&reader), address, "/v1/contracts/1234");
+    assert_eq!(status, 401, "{body}");
+    assert!(body["message"].as_str().unwrap_or("").contains("revoked"), "{body}");
+    // The challenge names the scheme.
+    let mut curl = curl().unwrap();
+    let out = curl
+        .args(["--include", "--output", "-"])
+        .arg(format!("http://{address}/v1/contracts/1234"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+}
