@@ -69,16 +69,6 @@ async fn world(config: EnforcementConfig) -> World {
 
 /// [`world`] with a NAS that behaves as told.
 async fn world_with(config: EnforcementConfig, behaviour: Behaviour) -> World {
-    world_through(config, behaviour, |store| store as Arc<dyn Outbox>).await
-}
-
-/// [`world_with`], the enforcer reaching the store through what `outbox`
-/// makes of it (a double that fails on demand).
-async fn world_through(
-    config: EnforcementConfig,
-    behaviour: Behaviour,
-    outbox: impl FnOnce(Arc<Store>) -> Arc<dyn Outbox>,
-) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(store::sqlite::open(&dir.path().join("t.db")).await.unwrap());
     let shutdown = CancellationToken::new();
@@ -98,8 +88,11 @@ async fn world_through(
     let clock = Arc::new(TokioClock::starting_at(start_wall()));
     let (transport, peer) = ChannelTransport::pair();
     let watched = Arc::new(Watched {
-        inner: outbox(Arc::clone(&store)),
+        inner: Arc::clone(&store),
         busy: 0.into(),
+        failing_claims: 0.into(),
+        failing_records: 0.into(),
+        claims: Mutex::new(Vec::new()),
     });
     let (enforcer, enforcer_handle) = Enforcer::new(
         Arc::clone(&watched) as Arc<dyn Outbox>,
@@ -177,12 +170,18 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-/// The enforcer's outbox, with a count of its calls in progress: time is
-/// moved only while none is (a store call runs on a real thread, which a
-/// busy machine may take a while to schedule).
+/// The enforcer's outbox: a real store, with a count of its calls in
+/// progress (time is moved only while none is: a store call runs on a real
+/// thread, which a busy machine may take a while to schedule), failing on
+/// demand (the next `n` claims or recordings of outcomes fail as an
+/// unreachable database would), and keeping every claim attempted.
 struct Watched {
-    inner: Arc<dyn Outbox>,
+    inner: Arc<Store>,
     busy: std::sync::atomic::AtomicUsize,
+    failing_claims: std::sync::atomic::AtomicUsize,
+    failing_records: std::sync::atomic::AtomicUsize,
+    /// Every claim attempted, in order: the ids of each batch.
+    claims: Mutex<Vec<Vec<i64>>>,
 }
 
 /// One call in progress, until dropped.
@@ -202,6 +201,21 @@ impl Watched {
 
     fn idle(&self) -> bool {
         self.busy.load(std::sync::atomic::Ordering::SeqCst) == 0
+    }
+
+    /// Whether this call fails (and one fewer will).
+    fn fails(counter: &std::sync::atomic::AtomicUsize) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        counter
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn down() -> StoreError {
+        StoreError::Unwritable {
+            cause: "unreachable",
+            detail: "the test's database is down".into(),
+        }
     }
 }
 
@@ -232,6 +246,13 @@ impl Outbox for Watched {
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
         let _busy = self.call();
+        self.claims
+            .lock()
+            .unwrap()
+            .push(claims.iter().map(|c| c.id).collect());
+        if Self::fails(&self.failing_claims) {
+            return Err(Self::down());
+        }
         self.inner.claim_jobs(claims, lease, now).await
     }
 
@@ -252,6 +273,9 @@ impl Outbox for Watched {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let _busy = self.call();
+        if Self::fails(&self.failing_records) {
+            return Err(Self::down());
+        }
         self.inner.finish_jobs(results, now).await
     }
 
@@ -615,107 +639,6 @@ async fn a_request_to_a_session_that_stopped_is_not_sent_again() {
     w.shutdown.cancel();
 }
 
-/// The outbox of a real store, failing on demand: the next `n` claims or
-/// recordings of outcomes fail as an unreachable database would.
-struct FlakyOutbox {
-    inner: Arc<Store>,
-    failing_claims: std::sync::atomic::AtomicUsize,
-    failing_records: std::sync::atomic::AtomicUsize,
-    /// Every claim attempted, in order: the ids of each batch.
-    claims: Mutex<Vec<Vec<i64>>>,
-}
-
-impl FlakyOutbox {
-    fn new(inner: Arc<Store>) -> FlakyOutbox {
-        FlakyOutbox {
-            inner,
-            failing_claims: 0.into(),
-            failing_records: 0.into(),
-            claims: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Whether this call fails (and one fewer will).
-    fn fails(counter: &std::sync::atomic::AtomicUsize) -> bool {
-        use std::sync::atomic::Ordering::SeqCst;
-        counter
-            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    fn down() -> StoreError {
-        StoreError::Unwritable {
-            cause: "unreachable",
-            detail: "the test's database is down".into(),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Outbox for FlakyOutbox {
-    fn write_status(&self) -> WriteStatus {
-        self.inner.write_status()
-    }
-
-    async fn pending_jobs(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxJob>, StoreError> {
-        self.inner.pending_jobs(after_id, limit).await
-    }
-
-    async fn inflight_jobs(
-        &self,
-        lease: &Lease,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<OutboxJob>, StoreError> {
-        self.inner.inflight_jobs(lease, now).await
-    }
-
-    async fn claim_jobs(
-        &self,
-        claims: &[JobClaim<'_>],
-        lease: &Lease,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<bool>, StoreError> {
-        self.claims
-            .lock()
-            .unwrap()
-            .push(claims.iter().map(|c| c.id).collect());
-        if Self::fails(&self.failing_claims) {
-            return Err(Self::down());
-        }
-        self.inner.claim_jobs(claims, lease, now).await
-    }
-
-    async fn job_resent(
-        &self,
-        id: i64,
-        sends: u32,
-        lease: &Lease,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner.job_resent(id, sends, lease, now).await
-    }
-
-    async fn finish_jobs(
-        &self,
-        results: &[(i64, JobResult)],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        if Self::fails(&self.failing_records) {
-            return Err(Self::down());
-        }
-        self.inner.finish_jobs(results, now).await
-    }
-
-    async fn fall_back(
-        &self,
-        id: i64,
-        outcome: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner.fall_back(id, outcome, now).await
-    }
-}
-
 /// Blocked, online and released, before the enforcer sees the jobs: the
 /// jobs of `contracts`, in the order they were queued.
 async fn queue_releases(w: &World, contracts: &[&str]) -> Vec<i64> {
@@ -758,17 +681,12 @@ async fn a_claim_the_store_refuses_gives_the_places_back_and_keeps_the_order() {
         max_in_flight_per_nas: 3,
         ..EnforcementConfig::default()
     };
-    let mut flaky = None;
-    let w = world_through(config, Behaviour::Ack, |store| {
-        let outbox = Arc::new(FlakyOutbox::new(store));
-        outbox
-            .failing_claims
-            .store(2, std::sync::atomic::Ordering::SeqCst);
-        flaky = Some(Arc::clone(&outbox));
-        outbox as Arc<dyn Outbox>
-    })
-    .await;
-    let flaky = flaky.unwrap();
+    let w = world_with(config, Behaviour::Ack).await;
+    // Before any job exists, so before any claim.
+    let flaky = Arc::clone(&w.watched);
+    flaky
+        .failing_claims
+        .store(2, std::sync::atomic::Ordering::SeqCst);
     let jobs = queue_releases(&w, &["c1", "c2", "c3"]).await;
     let mut steps = 0;
     while w.jobs_in(JobState::Acked).await < 3 {
@@ -796,17 +714,12 @@ async fn a_claim_the_store_refuses_gives_the_places_back_and_keeps_the_order() {
 
 #[tokio::test]
 async fn outcomes_the_store_refuses_are_kept_and_recorded_later() {
-    let mut flaky = None;
-    let w = world_through(EnforcementConfig::default(), Behaviour::Ack, |store| {
-        let outbox = Arc::new(FlakyOutbox::new(store));
-        outbox
-            .failing_records
-            .store(3, std::sync::atomic::Ordering::SeqCst);
-        flaky = Some(Arc::clone(&outbox));
-        outbox as Arc<dyn Outbox>
-    })
-    .await;
-    let flaky = flaky.unwrap();
+    let w = world_with(EnforcementConfig::default(), Behaviour::Ack).await;
+    // Before any job exists, so before any outcome.
+    let flaky = Arc::clone(&w.watched);
+    flaky
+        .failing_records
+        .store(3, std::sync::atomic::Ordering::SeqCst);
     queue_releases(&w, &["c1", "c2"]).await;
     until("the first answer", async || !w.received().is_empty()).await;
     w.settle().await;

@@ -22,24 +22,27 @@ pub struct NewToken<'a> {
 }
 
 impl Tx {
-    /// Records a token; false if a token with its name exists (revoked
-    /// ones too: a name is never given twice).
+    /// Records a token; the token as kept, or `None` if a token with its
+    /// name exists (revoked ones too: a name is never given twice).
     pub async fn insert_token(
         &mut self,
         token: &NewToken<'_>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let statement = Statement::new(
+    ) -> Result<Option<TokenInfo>, StoreError> {
+        let sql = format!(
             "INSERT INTO tokens (name, role, prefix, secret_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(token.name)
-        .bind(token.role.as_str())
-        .bind(token.prefix)
-        .bind(token.secret_hash)
-        .bind(now.timestamp())
-        .bind(token.expires_at.map(|t| t.timestamp()));
-        Ok(self.execute(statement).await? == 1)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING \
+             RETURNING {TOKEN_COLUMNS}"
+        );
+        let statement = Statement::new(sql)
+            .bind(token.name)
+            .bind(token.role.as_str())
+            .bind(token.prefix)
+            .bind(token.secret_hash)
+            .bind(now.timestamp())
+            .bind(token.expires_at.map(|t| t.timestamp()));
+        let row = self.fetch_optional(statement).await?;
+        row.as_ref().map(token_from).transpose()
     }
 
     /// Every token, by name.
