@@ -496,6 +496,12 @@ pub struct AuditEntry {
     pub actor_uid: Option<u32>,
     /// Operator name given with the request.
     pub operator: Option<String>,
+    /// The API token the request presented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The API client's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<String>,
     /// What was asked: `release`, `contract_state`, `params_set`, ...
     pub action: String,
     pub contract_id: Option<String>,
@@ -651,12 +657,17 @@ pub struct EnforcementJob {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// Who asks for a change: the uid the kernel reports for the socket peer and
-/// the operator name the client gave.
+/// Who asks for a change: on the admin socket, the uid the kernel reports
+/// for the peer; on the HTTP API, the token's name and the client's
+/// address; and the operator name the client gave.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Actor {
     pub uid: Option<u32>,
     pub operator: Option<String>,
+    /// The name of the API token the request presented.
+    pub token: Option<String>,
+    /// The address of the API client.
+    pub address: Option<String>,
 }
 
 impl Actor {
@@ -665,7 +676,10 @@ impl Actor {
         match (&self.operator, self.uid) {
             (Some(name), _) => name.clone(),
             (None, Some(uid)) => format!("uid {uid}"),
-            (None, None) => "unknown".to_owned(),
+            (None, None) => match &self.token {
+                Some(token) => format!("token {token}"),
+                None => "unknown".to_owned(),
+            },
         }
     }
 }

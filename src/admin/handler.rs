@@ -487,6 +487,7 @@ impl Admin {
         let actor = Actor {
             uid: peer_uid,
             operator: spool.operator.clone(),
+            ..Actor::default()
         };
         let outcome = self.app.import(&actor, &mut rows, skip_invalid).await?;
         let counts = outcome.counts;
@@ -531,7 +532,11 @@ fn actor(uid: Option<u32>, operator: Option<String>) -> Result<Actor, InvalidVal
     if let Some(o) = &operator {
         model::check_free_text("operator", o)?;
     }
-    Ok(Actor { uid, operator })
+    Ok(Actor {
+        uid,
+        operator,
+        ..Actor::default()
+    })
 }
 
 async fn import_chunk(session: &mut Session, data: &str) -> Response {

@@ -10,7 +10,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Contract, EnforcementJob, Release, Role, TokenInfo, WriteStatus};
+use crate::model::{Role, TokenInfo, WriteStatus};
 use crate::policy::{ContractState, Parameters};
 
 /// Longest request line the daemon reads; longer ones are refused.
@@ -356,39 +356,8 @@ pub struct Pong {
 /// `contract show`: the contract summary ("resumo do contrato").
 pub use crate::app::ContractSummary;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReleaseOutcome {
-    #[serde(flatten)]
-    pub release: Release,
-    /// Online sessions a CoA / Disconnect was queued for.
-    pub sessions_told: usize,
-    /// Online sessions on a NAS that takes no CoA (`coa_mode = "none"`):
-    /// the change reaches them at their next connection.
-    pub sessions_at_next_connection: usize,
-    /// The jobs, as they stood when the answer was sent (after `wait`).
-    pub enforcement: Vec<EnforcementJob>,
-}
-
-/// `release --dry-run`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReleasePreview {
-    pub contract: String,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-}
-
-/// `contract state`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StateChangeView {
-    pub contract: Contract,
-    pub previous: ContractState,
-    pub ended_release: Option<Release>,
-    /// Online sessions a CoA / Disconnect was queued for.
-    pub sessions_told: usize,
-    /// Online sessions on a NAS that takes no CoA: the change reaches them
-    /// at their next connection.
-    pub sessions_at_next_connection: usize,
-}
+/// `release` / `revoke`, `release --dry-run` and `contract state`.
+pub use crate::app::{ReleaseOutcome, ReleasePreview, StateChangeView};
 
 /// `import`: whether anything was written, the rows read, what was done,
 /// and the rejected rows (the first thousand listed, all counted).

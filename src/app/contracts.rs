@@ -31,6 +31,16 @@ pub struct StateChange {
     pub at_next_connection: usize,
 }
 
+/// What [`App::put_contract`] did.
+#[derive(Clone, Debug)]
+pub struct PutContract {
+    pub contract: Contract,
+    /// Whether it did not exist before.
+    pub created: bool,
+    /// The change of state, when a state was given for an existing one.
+    pub change: Option<StateChange>,
+}
+
 /// Everything an operator sees of one contract, read in one snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ContractSummary {
@@ -106,6 +116,13 @@ impl App {
         let mut tx = self.store.write().await?;
         let change = change_state(&mut tx, id, state, reason, actor, now, "contract_state").await?;
         tx.commit().await?;
+        self.state_changed(&change);
+        Ok(change)
+    }
+
+    /// What follows a committed change of state: the metrics, and waking
+    /// the enforcer and the scheduler.
+    fn state_changed(&self, change: &StateChange) {
         if let Some(release) = &change.ended_release {
             let reason = release.end_reason.map_or("revoked", EndReason::as_str);
             metrics::counter!(telemetry::RELEASES_ENDED, "reason" => reason).increment(1);
@@ -113,7 +130,86 @@ impl App {
         if change.previous != change.contract.state {
             self.changed(change.jobs.len());
         }
-        Ok(change)
+    }
+
+    /// Makes the contract exist with this name, and with this state when
+    /// one is given (active when it is created without one): creates it,
+    /// or renames it and changes its state as
+    /// [`set_contract_state`](App::set_contract_state) does, in one
+    /// transaction. What a billing system pushes.
+    pub async fn put_contract(
+        &self,
+        actor: &Actor,
+        id: &ContractId,
+        name: &str,
+        state: Option<ContractState>,
+        reason: &str,
+    ) -> Result<PutContract, Error> {
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        tx.lock_contract(id.as_str()).await?;
+        let Some(existing) = tx.contract(id.as_str()).await? else {
+            let new = NewContract {
+                id: id.as_str().to_owned(),
+                name: name.to_owned(),
+                state: state.unwrap_or(ContractState::Active),
+            };
+            let created = tx.insert_contract(&new, now).await?;
+            let detail = with_reason(&format!("contract created as {}", created.state), reason);
+            tx.write_audit(NewAudit {
+                at: now,
+                actor,
+                action: "contract_add",
+                contract_id: Some(&created.id),
+                detail: &detail,
+                outcome: "ok",
+            })
+            .await?;
+            tx.commit().await?;
+            return Ok(PutContract {
+                contract: created,
+                created: true,
+                change: None,
+            });
+        };
+        if existing.name != name {
+            tx.rename_contract(id.as_str(), name).await?;
+            let detail = format!("name {:?} -> {name:?}", existing.name);
+            tx.write_audit(NewAudit {
+                at: now,
+                actor,
+                action: "contract_rename",
+                contract_id: Some(id.as_str()),
+                detail: &detail,
+                outcome: "ok",
+            })
+            .await?;
+        }
+        let change = match state {
+            Some(state) => {
+                Some(change_state(&mut tx, id, state, reason, actor, now, "contract_state").await?)
+            }
+            None => None,
+        };
+        let contract = match &change {
+            Some(change) => Contract {
+                name: name.to_owned(),
+                ..change.contract.clone()
+            },
+            None => Contract {
+                name: name.to_owned(),
+                ..existing
+            },
+        };
+        tx.commit().await?;
+        if let Some(change) = &change {
+            self.state_changed(change);
+        }
+        Ok(PutContract {
+            contract,
+            created: false,
+            change,
+        })
     }
 
     /// The contract with its releases, logins, sessions and audit, and what

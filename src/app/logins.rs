@@ -7,6 +7,14 @@ use crate::model::{
 };
 use crate::store::{NewAudit, NewLogin};
 
+/// What [`App::put_login`] did.
+#[derive(Clone, Debug)]
+pub struct PutLogin {
+    pub login: Login,
+    /// Whether it did not exist before.
+    pub created: bool,
+}
+
 impl App {
     /// Checks reply attributes against the built-in rules and, when RADIUS
     /// runs, against the dictionaries in force: a login never stores an
@@ -67,6 +75,71 @@ impl App {
         .await?;
         tx.commit().await?;
         Ok(created)
+    }
+
+    /// Makes the login exist with these values: adds it, or gives the
+    /// existing one (of this contract or another) the new contract,
+    /// password and reply attributes. What a billing system pushes.
+    pub async fn put_login(
+        &self,
+        actor: &Actor,
+        username: &Username,
+        contract: &ContractId,
+        password: Password,
+        reply: Vec<ReplyAttribute>,
+    ) -> Result<PutLogin, Error> {
+        self.check_reply(&reply)?;
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        if tx.contract(contract.as_str()).await?.is_none() {
+            return Err(Error::ContractNotFound(contract.clone()));
+        }
+        let login = NewLogin {
+            username: username.as_str(),
+            contract_id: contract.as_str(),
+            password: &password,
+            reply: &reply,
+        };
+        let (stored, created, detail) = match tx.login(username.as_str()).await? {
+            None => {
+                let stored = tx.insert_login(&login, now).await?;
+                let detail = format!(
+                    "login {username} added ({} reply attributes)",
+                    stored.reply.len()
+                );
+                (stored, true, detail)
+            }
+            Some(before) => {
+                tx.update_login(&login, now).await?;
+                let mut detail =
+                    format!("login {username} updated ({} reply attributes", reply.len());
+                if before.contract_id != contract.as_str() {
+                    detail.push_str(&format!(", moved from contract {}", before.contract_id));
+                }
+                detail.push(')');
+                let stored = Login {
+                    contract_id: contract.as_str().to_owned(),
+                    reply,
+                    updated_at: now,
+                    ..before
+                };
+                (stored, false, detail)
+            }
+        };
+        tx.write_audit(NewAudit {
+            at: now,
+            actor,
+            action: if created { "login_add" } else { "login_update" },
+            contract_id: Some(contract.as_str()),
+            detail: &detail,
+            outcome: "ok",
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(PutLogin {
+            login: stored,
+            created,
+        })
     }
 
     /// Removes a login; the login it was.

@@ -26,6 +26,7 @@ pub mod parameters;
 pub mod records;
 pub mod releases;
 pub mod tokens;
+mod views;
 
 use std::sync::Arc;
 
@@ -40,8 +41,10 @@ use crate::radius::server::SharedSettings;
 use crate::store::{Store, StoreError};
 
 pub use crate::model::Actor;
-pub use contracts::{ContractPage, ContractSummary, StateChange};
+pub use contracts::{ContractPage, ContractSummary, PutContract, StateChange};
+pub use logins::PutLogin;
 pub use releases::{Enforced, ExpiredRelease};
+pub use views::{ReleaseOutcome, ReleasePreview, StateChangeView};
 
 /// The stable codes of refusals, the same on every front door. Scripts
 /// match on these.

@@ -35,6 +35,7 @@ fn system() -> Actor {
     Actor {
         uid: None,
         operator: Some("liberad".to_owned()),
+        ..Actor::default()
     }
 }
 

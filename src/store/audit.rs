@@ -7,7 +7,8 @@ use super::StoreError;
 use super::db::{DbRow, Statement, Tx};
 use crate::model::{Actor, AuditEntry};
 
-const AUDIT_COLUMNS: &str = "id, at, actor_uid, operator, action, contract_id, detail, outcome";
+const AUDIT_COLUMNS: &str =
+    "id, at, actor_uid, operator, token, client_address, action, contract_id, detail, outcome";
 
 /// An audit entry to write.
 #[derive(Clone, Copy, Debug)]
@@ -25,12 +26,14 @@ pub struct NewAudit<'a> {
 impl Tx {
     pub async fn write_audit(&mut self, entry: NewAudit<'_>) -> Result<(), StoreError> {
         let statement = Statement::new(
-            "INSERT INTO audit (at, actor_uid, operator, action, contract_id, detail, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO audit (at, actor_uid, operator, token, client_address, action, \
+             contract_id, detail, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(entry.at.timestamp())
         .bind(entry.actor.uid.map(i64::from))
         .bind(entry.actor.operator.as_deref())
+        .bind(entry.actor.token.as_deref())
+        .bind(entry.actor.address.as_deref())
         .bind(entry.action)
         .bind(entry.contract_id)
         .bind(entry.detail)
@@ -52,13 +55,16 @@ impl Tx {
             return Ok(());
         }
         let mut statement = Statement::new(
-            "INSERT INTO audit (at, actor_uid, operator, action, contract_id, detail, outcome) ",
+            "INSERT INTO audit (at, actor_uid, operator, token, client_address, action, \
+             contract_id, detail, outcome) ",
         );
         statement.push_values(lines, |(contract_id, detail)| {
             vec![
                 at.timestamp().into(),
                 actor.uid.map(i64::from).into(),
                 actor.operator.as_deref().into(),
+                actor.token.as_deref().into(),
+                actor.address.as_deref().into(),
                 action.into(),
                 (*contract_id).into(),
                 detail.as_str().into(),
@@ -108,6 +114,8 @@ fn audit_from(row: &DbRow) -> Result<AuditEntry, StoreError> {
         at: row.instant("at")?,
         actor_uid: column_uid(row)?,
         operator: row.get("operator")?,
+        token: row.get("token")?,
+        client_address: row.get("client_address")?,
         action: row.get("action")?,
         contract_id: row.get("contract_id")?,
         detail: row.get("detail")?,

@@ -205,3 +205,134 @@ fn a_contract_is_read_with_a_token_and_refused_without_one() {
     let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
     assert!(head.contains("www-authenticate: bearer"), "{head}");
 }
+
+/// The status and JSON body curl got for `method path` with a JSON body.
+fn send(mut curl: Command, address: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
+    curl.args(["--request", method]);
+    if !body.is_empty() {
+        curl.args(["--header", "Content-Type: application/json", "--data", body]);
+    }
+    get(curl, address, path)
+}
+
+#[test]
+fn a_billing_system_and_a_bot_do_their_writes_and_each_role_stops_at_its_boundary() {
+    if common::backend_missing() {
+        return;
+    }
+    let Some(_) = curl() else { return };
+    let daemon = Daemon::start_configured("", API);
+    let address = api_address(&daemon);
+    let billing = token(&daemon, "erp", "billing");
+    let bot = token(&daemon, "whatsapp", "release");
+    let reader = token(&daemon, "desk", "read");
+    let admin = token(&daemon, "noc", "admin");
+
+    // The billing system creates a contract blocked, then a login on it.
+    let body = r#"{"name": "Maria Souza", "state": "blocked", "operator": "erp-sync"}"#;
+    let (status, put) = send(with_token(&billing), address, "PUT", "/v1/contracts/501", body);
+    assert_eq!(status, 201, "{put}");
+    assert_eq!(put["created"], true, "{put}");
+    assert_eq!(put["contract"]["state"], "blocked", "{put}");
+    let (status, put) = send(with_token(&billing), address, "PUT", "/v1/contracts/501", body);
+    assert_eq!(status, 200, "the same again changes nothing: {put}");
+    assert_eq!(put["created"], false, "{put}");
+    let login = r#"{"contract": "501", "password": "s3cret", "attributes": ["Mikrotik-Rate-Limit=10M/10M"]}"#;
+    let (status, put) = send(with_token(&billing), address, "PUT", "/v1/logins/maria", login);
+    assert_eq!(status, 201, "{put}");
+    let (status, shown) = get(with_token(&reader), address, "/v1/logins/maria");
+    assert_eq!((status, shown["contract_id"].as_str()), (200, Some("501")), "{shown}");
+
+    // What each role may not do: 403, and nothing changes.
+    let forbidden = [
+        (&reader, "POST", "/v1/contracts/501/release", ""),
+        (&billing, "POST", "/v1/contracts/501/release", ""),
+        (&bot, "PUT", "/v1/contracts/501", body),
+        (&bot, "POST", "/v1/contracts/501/state", r#"{"state": "active"}"#),
+        (&reader, "DELETE", "/v1/logins/maria", ""),
+        (&billing, "PUT", "/v1/parameters/release_days", r#"{"value": 3}"#),
+        (&bot, "PUT", "/v1/parameters/release_days", r#"{"value": 3}"#),
+    ];
+    for (token, method, path, body) in forbidden {
+        let (status, refusal) = send(with_token(token), address, method, path, body);
+        assert_eq!(status, 403, "{method} {path}: {refusal}");
+        assert_eq!(refusal["code"], "forbidden", "{refusal}");
+    }
+    let (_, summary) = get(with_token(&reader), address, "/v1/contracts/501");
+    assert!(summary["running_release"].is_null(), "{summary}");
+
+    // The bot: a dry run, the release, then the refusal with its date.
+    let (status, preview) = send(with_token(&bot), address, "POST", "/v1/contracts/501/release", r#"{"dry_run": true}"#);
+    assert_eq!(status, 200, "{preview}");
+    assert!(preview["ends_at"].is_string(), "{preview}");
+    let (status, released) = send(with_token(&bot), address, "POST", "/v1/contracts/501/release", r#"{"reason": "asked on WhatsApp"}"#);
+    assert_eq!(status, 201, "{released}");
+    assert_eq!(released["ends_at"], preview["ends_at"], "{released}");
+    let (status, again) = send(with_token(&bot), address, "POST", "/v1/contracts/501/release", "");
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(again["code"], "already_released", "{again}");
+    assert_eq!(again["ends_at"], preview["ends_at"], "{again}");
+    let (status, unknown) = send(with_token(&bot), address, "POST", "/v1/contracts/777/release", "");
+    assert_eq!((status, unknown["code"].as_str()), (404, Some("not_found")), "{unknown}");
+    let (status, revoked) = send(with_token(&bot), address, "POST", "/v1/contracts/501/revoke", r#"{"reason": "by mistake"}"#);
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["end_reason"], "revoked", "{revoked}");
+    let (status, cooldown) = send(with_token(&bot), address, "POST", "/v1/contracts/501/release", "");
+    assert_eq!(status, 409, "{cooldown}");
+    assert_eq!(cooldown["code"], "cooldown", "{cooldown}");
+    assert!(cooldown["next_allowed"].is_string(), "{cooldown}");
+    let (status, none) = send(with_token(&bot), address, "POST", "/v1/contracts/501/revoke", "");
+    assert_eq!((status, none["code"].as_str()), (409, Some("not_released")), "{none}");
+
+    // Payment: the billing system makes it active.
+    let (status, change) = send(with_token(&billing), address, "POST", "/v1/contracts/501/state", r#"{"state": "active", "reason": "paid"}"#);
+    assert_eq!(status, 200, "{change}");
+    assert_eq!((change["previous"].as_str(), change["contract"]["state"].as_str()), (Some("blocked"), Some("active")), "{change}");
+    let (status, page) = get(with_token(&reader), address, "/v1/contracts?state=active&limit=10");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["contracts"][0]["id"], "501", "{page}");
+    for path in ["/v1/releases?contract=501", "/v1/sessions", "/v1/enforcement", "/v1/parameters", "/v1/audit?limit=5"] {
+        let (status, body) = get(with_token(&reader), address, path);
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+
+    // Bad input: 422 with what was wrong, and the daemon keeps serving.
+    for (method, path, body) in [
+        ("PUT", "/v1/contracts/502", r#"{"name": "x", "state": "sleeping"}"#),
+        ("PUT", "/v1/contracts/502", "{not json"),
+        ("PUT", "/v1/contracts/a%20b", r#"{"name": "x"}"#),
+        ("PUT", "/v1/logins/ze", r#"{"contract": "501"}"#),
+        ("PUT", "/v1/logins/ze", r#"{"contract": "501", "password": "p", "attributes": ["Nope"]}"#),
+    ] {
+        let (status, refusal) = send(with_token(&billing), address, method, path, body);
+        assert_eq!(status, 422, "{method} {path} {body}: {refusal}");
+        assert!(refusal["code"].is_string(), "{refusal}");
+    }
+    let (status, refusal) = get(with_token(&reader), address, "/v1/contracts?limit=lots");
+    assert_eq!(status, 422, "{refusal}");
+    let (status, p) = send(with_token(&admin), address, "PUT", "/v1/parameters/release_days", r#"{"value": 0}"#);
+    assert_eq!((status, p["code"].as_str()), (422, Some("invalid_value")), "{p}");
+    let (status, p) = send(with_token(&admin), address, "PUT", "/v1/parameters/release_days", r#"{"value": 3}"#);
+    assert_eq!((status, p["release_days"].as_u64()), (200, Some(3)), "{p}");
+    let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(100_000));
+    let (status, refusal) = send(with_token(&billing), address, "PUT", "/v1/contracts/503", &big);
+    assert_eq!((status, refusal["code"].as_str()), (413, Some("too_large")), "{refusal}");
+    let (status, removed) = send(with_token(&billing), address, "DELETE", "/v1/logins/maria?operator=erp-sync", "");
+    assert_eq!((status, removed["username"].as_str()), (200, Some("maria")), "{removed}");
+
+    // The audit names the token and the client's address for each write.
+    let (_, audit) = daemon.ctl_json(&["audit", "--limit", "100"]);
+    let entries = audit["data"].as_array().unwrap();
+    let of = |action: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} entry: {audit}"))
+    };
+    for (action, token) in [("release", "whatsapp"), ("contract_add", "erp"), ("contract_state", "erp"), ("login_remove", "erp"), ("params_set", "noc")] {
+        let entry = of(action);
+        assert_eq!(entry["token"], token, "{entry}");
+        assert_eq!(entry["client_address"], "127.0.0.1", "{entry}");
+    }
+    assert_eq!(of("contract_add")["operator"], "erp-sync");
+}
