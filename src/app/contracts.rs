@@ -82,22 +82,7 @@ impl App {
         if tx.contract(id.as_str()).await?.is_some() {
             return Err(Error::ContractExists(id.clone()));
         }
-        let new = NewContract {
-            id: id.as_str().to_owned(),
-            name: name.to_owned(),
-            state,
-        };
-        let created = tx.insert_contract(&new, now).await?;
-        let detail = format!("contract created as {}", created.state);
-        tx.write_audit(NewAudit {
-            at: now,
-            actor,
-            action: "contract_add",
-            contract_id: Some(&created.id),
-            detail: &detail,
-            outcome: "ok",
-        })
-        .await?;
+        let created = create(&mut tx, actor, id, name, state, "", now).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -149,22 +134,8 @@ impl App {
         let mut tx = self.store.write().await?;
         tx.lock_contract(id.as_str()).await?;
         let Some(existing) = tx.contract(id.as_str()).await? else {
-            let new = NewContract {
-                id: id.as_str().to_owned(),
-                name: name.to_owned(),
-                state: state.unwrap_or(ContractState::Active),
-            };
-            let created = tx.insert_contract(&new, now).await?;
-            let detail = with_reason(&format!("contract created as {}", created.state), reason);
-            tx.write_audit(NewAudit {
-                at: now,
-                actor,
-                action: "contract_add",
-                contract_id: Some(&created.id),
-                detail: &detail,
-                outcome: "ok",
-            })
-            .await?;
+            let state = state.unwrap_or(ContractState::Active);
+            let created = create(&mut tx, actor, id, name, state, reason, now).await?;
             tx.commit().await?;
             return Ok(PutContract {
                 contract: created,
@@ -270,6 +241,35 @@ impl App {
             next_after,
         })
     }
+}
+
+/// Creates a contract inside a write transaction, audited.
+async fn create(
+    tx: &mut Tx,
+    actor: &Actor,
+    id: &ContractId,
+    name: &str,
+    state: ContractState,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Contract, Error> {
+    let new = NewContract {
+        id: id.as_str().to_owned(),
+        name: name.to_owned(),
+        state,
+    };
+    let created = tx.insert_contract(&new, now).await?;
+    let detail = with_reason(&format!("contract created as {}", created.state), reason);
+    tx.write_audit(NewAudit {
+        at: now,
+        actor,
+        action: "contract_add",
+        contract_id: Some(&created.id),
+        detail: &detail,
+        outcome: "ok",
+    })
+    .await?;
+    Ok(created)
 }
 
 /// Sets a contract's state inside a write transaction, ending its running

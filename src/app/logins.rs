@@ -5,7 +5,7 @@ use super::{App, Error};
 use crate::model::{
     self, Actor, ContractId, InvalidValue, Login, Password, ReplyAttribute, Username,
 };
-use crate::store::{NewAudit, NewLogin};
+use crate::store::{NewAudit, NewLogin, Tx};
 
 /// What [`App::put_login`] did.
 #[derive(Clone, Debug)]
@@ -59,20 +59,7 @@ impl App {
             reply: &reply,
         };
         let created = tx.insert_login(&login, now).await?;
-        let detail = format!(
-            "login {} added ({} reply attributes)",
-            created.username,
-            created.reply.len()
-        );
-        tx.write_audit(NewAudit {
-            at: now,
-            actor,
-            action: "login_add",
-            contract_id: Some(&created.contract_id),
-            detail: &detail,
-            outcome: "ok",
-        })
-        .await?;
+        audit_login(&mut tx, actor, "login_add", &created, "").await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -100,46 +87,37 @@ impl App {
             password: &password,
             reply: &reply,
         };
-        let (stored, created, detail) = match tx.login(username.as_str()).await? {
+        let put = match tx.login(username.as_str()).await? {
             None => {
-                let stored = tx.insert_login(&login, now).await?;
-                let detail = format!(
-                    "login {username} added ({} reply attributes)",
-                    stored.reply.len()
-                );
-                (stored, true, detail)
+                let login = tx.insert_login(&login, now).await?;
+                audit_login(&mut tx, actor, "login_add", &login, "").await?;
+                PutLogin {
+                    login,
+                    created: true,
+                }
             }
             Some(before) => {
                 tx.update_login(&login, now).await?;
-                let mut detail =
-                    format!("login {username} updated ({} reply attributes", reply.len());
-                if before.contract_id != contract.as_str() {
-                    detail.push_str(&format!(", moved from contract {}", before.contract_id));
-                }
-                detail.push(')');
-                let stored = Login {
+                let moved = if before.contract_id == contract.as_str() {
+                    String::new()
+                } else {
+                    format!(", moved from contract {}", before.contract_id)
+                };
+                let login = Login {
                     contract_id: contract.as_str().to_owned(),
                     reply,
                     updated_at: now,
                     ..before
                 };
-                (stored, false, detail)
+                audit_login(&mut tx, actor, "login_update", &login, &moved).await?;
+                PutLogin {
+                    login,
+                    created: false,
+                }
             }
         };
-        tx.write_audit(NewAudit {
-            at: now,
-            actor,
-            action: if created { "login_add" } else { "login_update" },
-            contract_id: Some(contract.as_str()),
-            detail: &detail,
-            outcome: "ok",
-        })
-        .await?;
         tx.commit().await?;
-        Ok(PutLogin {
-            login: stored,
-            created,
-        })
+        Ok(put)
     }
 
     /// Removes a login; the login it was.
@@ -169,4 +147,36 @@ impl App {
         tx.commit().await?;
         login.ok_or_else(|| Error::LoginNotFound(username.clone()))
     }
+}
+
+/// The audit entry of a login added or updated: "login maria added (1
+/// reply attributes)", with `more` inside the brackets.
+async fn audit_login(
+    tx: &mut Tx,
+    actor: &Actor,
+    action: &str,
+    login: &Login,
+    more: &str,
+) -> Result<(), Error> {
+    let verb = if action == "login_add" {
+        "added"
+    } else {
+        "updated"
+    };
+    let detail = format!(
+        "login {} {verb} ({} reply attributes{more})",
+        login.username,
+        login.reply.len()
+    );
+    tx.write_audit(NewAudit {
+        // The login's last change is the instant of its entry.
+        at: login.updated_at,
+        actor,
+        action,
+        contract_id: Some(&login.contract_id),
+        detail: &detail,
+        outcome: "ok",
+    })
+    .await?;
+    Ok(())
 }
